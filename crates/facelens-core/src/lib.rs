@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod geometry;
+pub mod juhe;
 pub mod types;
 
 pub use error::ErrorCode;

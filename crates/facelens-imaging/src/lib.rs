@@ -12,6 +12,7 @@ use facelens_core::{Affine, ErrorCode, Point, error::FaceError};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 use std::io::Cursor;
 
+pub use image;
 pub use image::RgbImage as Rgb;
 
 /// The image formats the contract accepts.

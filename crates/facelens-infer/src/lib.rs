@@ -112,7 +112,9 @@ impl std::str::FromStr for BackendKind {
             "rten" => Ok(BackendKind::Rten),
             "ort" | "onnxruntime" => Ok(BackendKind::Onnxruntime),
             "auto" => Ok(BackendKind::Auto),
-            other => Err(format!("unknown backend {other:?} (expected rten, onnxruntime or auto)")),
+            other => Err(format!(
+                "unknown backend {other:?} (expected rten, onnxruntime or auto)"
+            )),
         }
     }
 }

@@ -35,7 +35,12 @@ macro_rules! model {
 
 /// Every embedded model.
 pub static MODELS: &[ModelFile] = &[
-    model!("retinaface_mnet025", "retinaface_mnet025_biubug6.onnx", "MIT", true),
+    model!(
+        "retinaface_mnet025",
+        "retinaface_mnet025_biubug6.onnx",
+        "MIT",
+        true
+    ),
     model!("centerface", "centerface_dyn.onnx", "unclear", false),
     model!("face_mesh", "mp_face_landmark.onnx", "Apache-2.0", true),
 ];
@@ -55,7 +60,11 @@ mod tests {
         let text = include_str!("../../../models/manifest.json");
         let manifest: serde_json::Value = serde_json::from_str(text).expect("manifest.json parses");
         let entries = manifest["models"].as_array().expect("models array");
-        assert_eq!(entries.len(), MODELS.len(), "manifest and MODELS list the same files");
+        assert_eq!(
+            entries.len(),
+            MODELS.len(),
+            "manifest and MODELS list the same files"
+        );
         for m in MODELS {
             let e = entries
                 .iter()
@@ -65,7 +74,12 @@ mod tests {
             assert_eq!(e["licence"], m.licence);
             assert_eq!(e["commercial_safe"], m.commercial_safe);
             let digest = format!("{:x}", Sha256::digest(m.bytes));
-            assert_eq!(e["sha256"], digest.as_str(), "{} bytes differ from the manifest", m.id);
+            assert_eq!(
+                e["sha256"],
+                digest.as_str(),
+                "{} bytes differ from the manifest",
+                m.id
+            );
             assert!(m.bytes.len() > 1000);
         }
     }

@@ -1,0 +1,419 @@
+//! The optional onnxruntime backend (feature `ort`).
+//!
+//! onnxruntime is not linked: `libonnxruntime.so` is opened at run time from the path in
+//! `ORT_DYLIB_PATH` (`scripts/fetch-onnxruntime.sh` fetches a compatible one). When it is unset,
+//! missing or unusable, [`OrtBackend::new`] returns [`InferError::Unavailable`] instead of
+//! panicking, so [`crate::BackendKind::Auto`] can fall back to rten.
+//!
+//! `ort::session::Session::run` takes `&mut self`, so one session cannot serve concurrent callers.
+//! Each model therefore keeps a small pool of sessions: a run checks out an idle session, or
+//! creates a new one while fewer than the cap exist, or waits for one to be returned. Sessions are
+//! created lazily, so a model used from one thread holds one session; all sessions of a model share
+//! one prepacked-weights container, so extra sessions cost little beyond activation memory.
+
+use crate::{Backend, InferError, Model, ModelBytes, Tensor};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::PrepackedWeights;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+/// The environment variable naming the onnxruntime shared library.
+pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
+
+/// The process-wide onnxruntime environment. ort allows only one per process (a second
+/// `build()` fails even after the first is dropped), so it is created once and kept; a failed
+/// attempt leaves `None` so a later call (e.g. after fixing `ORT_DYLIB_PATH`) can retry.
+static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
+
+/// onnxruntime, loaded dynamically, with one session pool per model.
+pub struct OrtBackend {
+    env: Environment,
+    threads: usize,
+    max_sessions: usize,
+}
+
+impl OrtBackend {
+    /// Load onnxruntime from `ORT_DYLIB_PATH`. `threads` = intra-op threads per run (0 = the
+    /// onnxruntime default, one per physical core). Each model pools at most one session per
+    /// available CPU; see [`OrtBackend::with_max_sessions`].
+    pub fn new(threads: usize) -> Result<Self, InferError> {
+        let env = environment()?;
+        let max_sessions = std::thread::available_parallelism().map_or(4, |n| n.get());
+        Ok(Self {
+            env,
+            threads,
+            max_sessions,
+        })
+    }
+
+    /// Cap the number of sessions (= concurrent runs) per model; at least 1.
+    pub fn with_max_sessions(mut self, max_sessions: usize) -> Self {
+        self.max_sessions = max_sessions.max(1);
+        self
+    }
+
+    /// The loaded onnxruntime's build description (version, git commit, flags), for logs.
+    pub fn build_info(&self) -> String {
+        guard(|| Ok(ort::info().to_string())).unwrap_or_else(|e| e.to_string())
+    }
+}
+
+/// Run `f`, turning a panic inside ort (it panics on some load failures) into an error.
+fn guard<T>(f: impl FnOnce() -> Result<T, InferError>) -> Result<T, InferError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        Err(InferError::Unavailable(format!(
+            "onnxruntime panicked: {msg}"
+        )))
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing guarded here is left half-updated by a panic, so poisoning is ignored.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn environment() -> Result<Environment, InferError> {
+    let mut slot = lock(&ENVIRONMENT);
+    if let Some(env) = slot.as_ref() {
+        return Ok(env.clone());
+    }
+    let path = std::env::var_os(DYLIB_ENV)
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| {
+            InferError::Unavailable(format!(
+                "{DYLIB_ENV} is not set; run scripts/fetch-onnxruntime.sh and export the line it prints"
+            ))
+        })?;
+    if path.is_absolute() && !path.is_file() {
+        return Err(InferError::Unavailable(format!(
+            "{DYLIB_ENV}={} does not exist; run scripts/fetch-onnxruntime.sh",
+            path.display()
+        )));
+    }
+    let env = guard(|| {
+        let builder = ort::init_from(&path).map_err(|e| {
+            InferError::Unavailable(format!("cannot load onnxruntime ({DYLIB_ENV}): {e}"))
+        })?;
+        builder
+            .with_name("facelens")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| InferError::Unavailable(format!("cannot start onnxruntime: {e}")))
+    })?;
+    *slot = Some(env.clone());
+    Ok(env)
+}
+
+impl Backend for OrtBackend {
+    fn name(&self) -> &'static str {
+        "onnxruntime"
+    }
+
+    fn load(&self, name: &str, bytes: ModelBytes) -> Result<Arc<dyn Model>, InferError> {
+        Ok(Arc::new(self.load_model(name, bytes)?))
+    }
+}
+
+impl OrtBackend {
+    fn load_model(&self, name: &str, bytes: ModelBytes) -> Result<OrtModel, InferError> {
+        let load_err = |reason: String| InferError::Load {
+            name: name.to_string(),
+            reason,
+        };
+        let factory = guard(|| {
+            Ok(SessionFactory {
+                env: self.env.clone(),
+                threads: self.threads,
+                prepacked: PrepackedWeights::new(),
+                bytes,
+            })
+        })?;
+        // The first session is created now, so a bad model fails at load, not at first use.
+        let first = factory.create().map_err(load_err)?;
+        let inputs = first.inputs();
+        if inputs.len() != 1 {
+            return Err(load_err(format!(
+                "expected exactly one input, the model has {}",
+                inputs.len()
+            )));
+        }
+        match inputs[0].dtype() {
+            ValueType::Tensor {
+                ty: TensorElementType::Float32,
+                ..
+            } => {}
+            other => {
+                return Err(load_err(format!(
+                    "input is {other:?}, expected an f32 tensor"
+                )));
+            }
+        }
+        let output_names = first
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        Ok(OrtModel {
+            name: name.to_string(),
+            output_names,
+            pool: SessionPool {
+                factory,
+                max: self.max_sessions,
+                state: Mutex::new(PoolState {
+                    idle: vec![first],
+                    total: 1,
+                }),
+                returned: Condvar::new(),
+            },
+        })
+    }
+}
+
+/// Everything needed to create another session for the same model.
+struct SessionFactory {
+    env: Environment,
+    threads: usize,
+    prepacked: PrepackedWeights,
+    bytes: ModelBytes,
+}
+
+impl SessionFactory {
+    fn create(&self) -> Result<Session, String> {
+        let run = || -> Result<Session, String> {
+            let mut builder = Session::builder(&self.env)
+                .map_err(|e| e.to_string())?
+                .with_prepacked_weights(&self.prepacked)
+                .map_err(|e| e.to_string())?;
+            if self.threads > 0 {
+                builder = builder
+                    .with_intra_threads(self.threads)
+                    .map_err(|e| e.to_string())?;
+            }
+            builder
+                .commit_from_memory(self.bytes.as_slice())
+                .map_err(|e| e.to_string())
+        };
+        catch_unwind(AssertUnwindSafe(run))
+            .unwrap_or_else(|_| Err("onnxruntime panicked while creating a session".into()))
+    }
+}
+
+struct PoolState {
+    idle: Vec<Session>,
+    /// Sessions that exist: idle + checked out + being created.
+    total: usize,
+}
+
+/// Sessions of one model; see the module documentation.
+struct SessionPool {
+    factory: SessionFactory,
+    max: usize,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+impl SessionPool {
+    /// An idle session, a new one if the pool is below its cap, or else the next one returned.
+    fn checkout(&self) -> Result<PooledSession<'_>, String> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(session) = state.idle.pop() {
+                return Ok(PooledSession {
+                    pool: self,
+                    session: Some(session),
+                });
+            }
+            if state.total < self.max {
+                state.total += 1;
+                drop(state);
+                return match self.factory.create() {
+                    Ok(session) => Ok(PooledSession {
+                        pool: self,
+                        session: Some(session),
+                    }),
+                    Err(e) => {
+                        self.forget_one();
+                        Err(e)
+                    }
+                };
+            }
+            state = self
+                .returned
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// A session slot went away (creation failed, or a run panicked): let a waiter create one.
+    fn forget_one(&self) {
+        lock(&self.state).total -= 1;
+        self.returned.notify_one();
+    }
+}
+
+/// A checked-out session; returned to the pool on drop (dropped instead if a run panicked).
+struct PooledSession<'p> {
+    pool: &'p SessionPool,
+    session: Option<Session>,
+}
+
+impl PooledSession<'_> {
+    fn session(&mut self) -> &mut Session {
+        self.session.as_mut().expect("session present until drop")
+    }
+}
+
+impl Drop for PooledSession<'_> {
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            drop(session);
+            self.pool.forget_one();
+        } else {
+            lock(&self.pool.state).idle.push(session);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+struct OrtModel {
+    name: String,
+    output_names: Vec<String>,
+    pool: SessionPool,
+}
+
+impl Model for OrtModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
+    fn run(&self, input: &Tensor) -> Result<Vec<Tensor>, InferError> {
+        let err = |reason: String| InferError::Run {
+            name: self.name.clone(),
+            reason,
+        };
+        if input.shape.iter().product::<usize>() != input.data.len() {
+            return Err(err(format!(
+                "input shape {:?} does not match {} values",
+                input.shape,
+                input.data.len()
+            )));
+        }
+        let value = TensorRef::from_array_view((input.shape.as_slice(), input.data.as_slice()))
+            .map_err(|e| err(e.to_string()))?;
+        let mut pooled = self.pool.checkout().map_err(err)?;
+        let outputs = pooled
+            .session()
+            .run(ort::inputs![value])
+            .map_err(|e| err(e.to_string()))?;
+        (0..outputs.len())
+            .map(|i| {
+                let (shape, data) = outputs[i]
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| err(format!("output {i}: {e}")))?;
+                let shape = shape
+                    .iter()
+                    .map(|&d| usize::try_from(d))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| err(format!("output {i} has a negative dimension")))?;
+                Ok(Tensor {
+                    shape,
+                    data: data.to_vec(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODEL: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/retinaface_mnet025_biubug6.onnx"
+    );
+
+    fn backend() -> Option<OrtBackend> {
+        match OrtBackend::new(1) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                println!("skipped: {e}");
+                None
+            }
+        }
+    }
+
+    fn counts(model: &OrtModel) -> (usize, usize) {
+        let state = lock(&model.pool.state);
+        (state.idle.len(), state.total)
+    }
+
+    #[test]
+    fn pool_grows_to_its_cap_and_reuses_sessions() {
+        let Some(backend) = backend() else { return };
+        assert!(
+            backend.build_info().contains("ORT"),
+            "{}",
+            backend.build_info()
+        );
+        let backend = backend.with_max_sessions(2);
+        let model = backend
+            .load_model(
+                "retinaface",
+                ModelBytes::Owned(std::fs::read(MODEL).unwrap()),
+            )
+            .unwrap();
+        assert_eq!(counts(&model), (1, 1), "one session is created at load");
+
+        let a = model.pool.checkout().unwrap();
+        let b = model.pool.checkout().unwrap();
+        assert_eq!(counts(&model), (0, 2), "a second caller gets a new session");
+
+        // At the cap, a third caller waits until a session is returned.
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let c = model.pool.checkout().unwrap();
+                drop(c);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(!waiter.is_finished(), "checkout at the cap must wait");
+            drop(a);
+            waiter.join().unwrap();
+        });
+        drop(b);
+        assert_eq!(counts(&model), (2, 2), "sessions are returned, not dropped");
+    }
+
+    #[test]
+    fn missing_library_is_unavailable() {
+        // Only meaningful before any library is loaded in this process; the path check runs first.
+        let slot = lock(&ENVIRONMENT);
+        if slot.is_some() {
+            return;
+        }
+        drop(slot);
+        if std::env::var_os(DYLIB_ENV).is_some() {
+            return; // do not touch the environment of a run that provides the library
+        }
+        match OrtBackend::new(1) {
+            Err(InferError::Unavailable(msg)) => assert!(msg.contains(DYLIB_ENV), "{msg}"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("loaded without {DYLIB_ENV}"),
+        }
+    }
+}

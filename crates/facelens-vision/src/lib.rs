@@ -1,0 +1,16 @@
+//! The Facelens vision pipeline.
+//!
+//! Stages, each in its own module: [`detect`] (RetinaFace, multi-scale), [`mesh`] (468-point
+//! face mesh and head pose), [`quality`] (blur, illumination, completeness, occlusion),
+//! [`align`] (similarity alignment for the attribute models) and [`pipeline`], which strings
+//! them together. Models arrive loaded (see [`pipeline::Models`]); nothing here reads files.
+
+pub mod align;
+pub mod detect;
+pub mod mesh;
+pub mod pipeline;
+pub mod quality;
+pub mod tensor;
+
+pub use detect::{Detection, Detector, DetectorConfig};
+pub use pipeline::{Models, Options, Pipeline};

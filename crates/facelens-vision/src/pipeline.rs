@@ -1,0 +1,162 @@
+//! The pipeline: decode → detect → keep the largest faces → mesh → pose and quality.
+//!
+//! The library takes loaded models and does no I/O: the binary decides where models come from
+//! (embedded bytes by default) and which backend runs them. The order of the stages is chosen
+//! for cost: the per-face stages run only on the faces that will be returned (`max_faces`, the
+//! contract's `face_num`), so a crowd photo asking for one face pays for one mesh.
+
+use crate::detect::{Detection, Detector, DetectorConfig};
+use crate::mesh::{FaceMesh, MeshResult, head_pose};
+use crate::quality;
+use facelens_core::error::FaceError;
+use facelens_core::types::{Analysis, Attributes, Face, Pose, Timings};
+use facelens_core::{ErrorCode, Point};
+use facelens_imaging::{DecodeLimits, Rgb, decode};
+use facelens_infer::{Backend, InferError, Model, ModelBytes};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The loaded models the pipeline needs.
+#[derive(Clone)]
+pub struct Models {
+    pub detector: Arc<dyn Model>,
+    pub mesh: Arc<dyn Model>,
+}
+
+impl Models {
+    /// Load the models embedded in the binary with `backend`.
+    pub fn load_embedded(backend: &dyn Backend) -> Result<Self, InferError> {
+        let load = |id: &str| {
+            let m = facelens_models::get(id).ok_or_else(|| InferError::Load {
+                name: id.to_string(),
+                reason: "not embedded in this build".into(),
+            })?;
+            backend.load(id, ModelBytes::Static(m.bytes))
+        };
+        Ok(Self {
+            detector: load("retinaface_mnet025")?,
+            mesh: load("face_mesh")?,
+        })
+    }
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Return at most this many faces, the largest first (the contract's `face_num`).
+    pub max_faces: usize,
+    pub detector: DetectorConfig,
+    /// Retry on a padded canvas when no face is found (faces that fill the frame).
+    pub retry_padded: bool,
+    /// Include the 468 mesh points in each face.
+    pub include_mesh: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_faces: 10,
+            detector: DetectorConfig::fast(640),
+            retry_padded: true,
+            include_mesh: false,
+        }
+    }
+}
+
+/// The vision pipeline.
+pub struct Pipeline {
+    detector: Detector,
+    mesh: FaceMesh,
+}
+
+impl Pipeline {
+    pub fn new(models: Models) -> Result<Self, InferError> {
+        Ok(Self {
+            detector: Detector::new(models.detector)?,
+            mesh: FaceMesh::new(models.mesh)?,
+        })
+    }
+
+    /// Detection only (no per-face stages), all faces, best score first.
+    pub fn detect(&self, img: &Rgb, cfg: &DetectorConfig) -> Result<Vec<Detection>, InferError> {
+        self.detector.detect(img, cfg)
+    }
+
+    /// Analyse an upright image.
+    pub fn analyze_image(
+        &self,
+        img: &Rgb,
+        opts: &Options,
+        timings: &mut Timings,
+    ) -> Result<Vec<Face>, InferError> {
+        let t = Instant::now();
+        let mut dets = if opts.retry_padded {
+            self.detector.detect_with_retry(img, &opts.detector)?
+        } else {
+            self.detector.detect(img, &opts.detector)?
+        };
+        timings.detect_ms = ms(t);
+        dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
+        dets.truncate(opts.max_faces);
+        let t = Instant::now();
+        let mut faces = Vec::with_capacity(dets.len());
+        for d in dets {
+            let mesh = self.mesh.run(img, &d)?;
+            faces.push(self.face_from(img, d, mesh, opts));
+        }
+        timings.landmarks_ms = ms(t);
+        Ok(faces)
+    }
+
+    fn face_from(&self, img: &Rgb, d: Detection, mesh: MeshResult, opts: &Options) -> Face {
+        let pose: Pose = head_pose(&mesh);
+        let rotation = pose.roll;
+        let quality = quality::measure(img, &d.bbox, Some(&mesh), rotation.to_radians());
+        Face {
+            bbox: d.bbox,
+            rotation,
+            score: d.score,
+            landmarks: d.landmarks,
+            mesh: opts.include_mesh.then(|| mesh.points.clone()),
+            mesh_score: Some(mesh.score),
+            pose,
+            quality,
+            attributes: Attributes::default(),
+        }
+    }
+
+    /// Decode `bytes` and analyse them.
+    pub fn analyze_bytes(
+        &self,
+        bytes: &[u8],
+        limits: &DecodeLimits,
+        opts: &Options,
+    ) -> Result<Analysis, FaceError> {
+        let t0 = Instant::now();
+        let decoded = decode(bytes, limits)?;
+        let mut timings = Timings {
+            decode_ms: ms(t0),
+            ..Timings::default()
+        };
+        let faces = self
+            .analyze_image(&decoded.image, opts, &mut timings)
+            .map_err(|e| FaceError::new(ErrorCode::Internal, e.to_string()))?;
+        timings.total_ms = ms(t0);
+        Ok(Analysis {
+            width: decoded.image.width(),
+            height: decoded.image.height(),
+            orientation: decoded.orientation,
+            faces,
+            timings,
+        })
+    }
+}
+
+fn ms(t: Instant) -> f32 {
+    t.elapsed().as_secs_f32() * 1000.0
+}
+
+/// Midpoint of the eyes (used by callers that need a face centre independent of the box).
+pub fn eye_centre(landmarks: &[Point; 5]) -> Point {
+    landmarks[0].mid(landmarks[1])
+}

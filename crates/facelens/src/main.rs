@@ -1,0 +1,85 @@
+//! The `facelens` binary: the CLI owns files, configuration and the choice of backend; the
+//! libraries below it take bytes and loaded models.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use facelens_infer::BackendKind;
+use facelens_vision::{DetectorConfig, Models, Options, Pipeline};
+use std::process::ExitCode;
+
+mod detect_cmd;
+mod eval_cmd;
+
+#[derive(Parser)]
+#[command(
+    name = "facelens",
+    version,
+    about = "Offline face detection and face attributes"
+)]
+struct Cli {
+    /// Inference backend: rten (pure Rust, always available), onnxruntime, or auto.
+    #[arg(long, global = true, env = "FACELENS_BACKEND", default_value = "rten")]
+    backend: String,
+    /// Intra-op threads per model run (0 = one per core).
+    #[arg(long, global = true, env = "FACELENS_THREADS", default_value_t = 0)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse image files and print the contract's JSON (plus geometry) per image.
+    Detect(detect_cmd::DetectArgs),
+    /// Evaluate accuracy on a labelled manifest.
+    #[command(subcommand)]
+    Eval(eval_cmd::EvalCommand),
+}
+
+/// Detector profile.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Profile {
+    /// One pass, long side at most --max-side (the service default).
+    Fast,
+    /// Original scale plus 2x and 0.5x passes (small and large faces).
+    Accurate,
+}
+
+impl Profile {
+    pub fn config(self, max_side: u32) -> DetectorConfig {
+        match self {
+            Profile::Fast => DetectorConfig::fast(max_side),
+            Profile::Accurate => DetectorConfig::accurate(),
+        }
+    }
+}
+
+pub fn load_pipeline(backend: &str, threads: usize) -> Result<(Pipeline, &'static str)> {
+    let kind: BackendKind = backend.parse().map_err(anyhow::Error::msg)?;
+    let backend =
+        facelens_infer::create_backend(kind, threads).context("creating the inference backend")?;
+    let models = Models::load_embedded(backend.as_ref()).context("loading the embedded models")?;
+    Ok((
+        Pipeline::new(models).context("building the pipeline")?,
+        backend.name(),
+    ))
+}
+
+pub fn default_options() -> Options {
+    Options::default()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Detect(args) => detect_cmd::run(&cli.backend, cli.threads, args),
+        Command::Eval(cmd) => eval_cmd::run(&cli.backend, cli.threads, cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("facelens: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
