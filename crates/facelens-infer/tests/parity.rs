@@ -120,18 +120,6 @@ fn parity_retinaface() {
 }
 
 #[test]
-fn parity_centerface() {
-    // Input: raw pixel values [0, 255).
-    check_parity(
-        "parity_centerface",
-        "centerface_dyn.onnx",
-        &[1, 3, 480, 640],
-        0.0,
-        255.0,
-    );
-}
-
-#[test]
 fn parity_face_mesh() {
     // Input: NHWC pixels scaled to [0, 1).
     check_parity(

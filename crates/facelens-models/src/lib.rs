@@ -41,7 +41,6 @@ pub static MODELS: &[ModelFile] = &[
         "MIT",
         true
     ),
-    model!("centerface", "centerface_dyn.onnx", "unclear", false),
     model!("face_mesh", "mp_face_landmark.onnx", "Apache-2.0", true),
 ];
 

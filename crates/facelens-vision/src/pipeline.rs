@@ -10,7 +10,7 @@ use crate::mesh::{FaceMesh, MeshResult, head_pose};
 use crate::quality;
 use facelens_core::error::FaceError;
 use facelens_core::types::{Analysis, Attributes, Face, Pose, Timings};
-use facelens_core::{ErrorCode, Point};
+use facelens_core::ErrorCode;
 use facelens_imaging::{DecodeLimits, Rgb, decode};
 use facelens_infer::{Backend, InferError, Model, ModelBytes};
 use std::sync::Arc;
@@ -154,9 +154,4 @@ impl Pipeline {
 
 fn ms(t: Instant) -> f32 {
     t.elapsed().as_secs_f32() * 1000.0
-}
-
-/// Midpoint of the eyes (used by callers that need a face centre independent of the box).
-pub fn eye_centre(landmarks: &[Point; 5]) -> Point {
-    landmarks[0].mid(landmarks[1])
 }
