@@ -8,9 +8,9 @@
 use crate::detect::{Detection, Detector, DetectorConfig};
 use crate::mesh::{FaceMesh, MeshResult, head_pose};
 use crate::quality;
+use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
 use facelens_core::types::{Analysis, Attributes, Face, Pose, Timings};
-use facelens_core::ErrorCode;
 use facelens_imaging::{DecodeLimits, Rgb, decode};
 use facelens_infer::{Backend, InferError, Model, ModelBytes};
 use std::sync::Arc;

@@ -203,7 +203,13 @@ mod tests {
         let n = CROP as usize;
         let valid = vec![true; n * n];
         let checker: Vec<f32> = (0..n * n)
-            .map(|i| if (i / n + i % n).is_multiple_of(2) { 0.0 } else { 255.0 })
+            .map(|i| {
+                if (i / n + i % n).is_multiple_of(2) {
+                    0.0
+                } else {
+                    255.0
+                }
+            })
             .collect();
         let flat = vec![128.0; n * n];
         assert!(blur_score(&checker, &valid) < 0.01);
