@@ -172,3 +172,23 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod docs_tests {
+    use super::ErrorCode;
+
+    /// docs/errors.md lists every code with its number, slug and contract message.
+    #[test]
+    fn errors_doc_matches_the_table() {
+        let doc = include_str!("../../../docs/errors.md");
+        for &c in ErrorCode::ALL {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| {} |", c.code())))
+                .unwrap_or_else(|| panic!("docs/errors.md has no row for {}", c.code()));
+            assert!(row.contains(&format!("`{}`", c.slug())), "{row}");
+            assert!(row.contains(c.message()), "{row}");
+            assert!(row.contains(&format!("| {} |", c.http_status())), "{row}");
+        }
+    }
+}

@@ -107,6 +107,12 @@ mod regions {
 
 /// Share of non-skin pixels an unoccluded face shows in each region (eyes: sclera, iris, lashes;
 /// mouth: lips, teeth). Occlusion is the excess over this.
+/// Smallest chroma distance (in Cb/Cr units) that counts as "not skin".
+const SKIN_DISTANCE_FLOOR: f32 = 8.0;
+
+/// Luma below this fraction of the skin's median luma counts as "not skin".
+const DARK_FRACTION: f32 = 0.45;
+
 const BASELINE: [f32; 7] = [0.55, 0.55, 0.15, 0.5, 0.1, 0.1, 0.15];
 
 fn occlusion(img: &Rgb, mesh: &MeshResult, bbox: &Rect) -> Occlusion {
@@ -119,22 +125,35 @@ fn occlusion(img: &Rgb, mesh: &MeshResult, bbox: &Rect) -> Occlusion {
     let skin_pts: Vec<usize> = vec![151, 9, 8, 50, 280, 205, 425, 199, 4, 101, 330, 117, 346];
     let mut crs = Vec::new();
     let mut cbs = Vec::new();
+    let mut ys = Vec::new();
     for &i in &skin_pts {
-        sample_disk(img, mesh.p(i), r, |cr, cb, _| {
+        sample_disk(img, mesh.p(i), r, |cr, cb, y| {
             crs.push(cr);
             cbs.push(cb);
+            ys.push(y);
         });
     }
     if crs.is_empty() {
         return Occlusion::default();
     }
-    let (mcr, mcb) = (median(&mut crs), median(&mut cbs));
+    let (mcr, mcb) = (median(&mut crs.clone()), median(&mut cbs.clone()));
+    // How far skin strays from its own median on this face (lighting, make-up, compression):
+    // the "far from skin" threshold adapts to it, with a floor for flat, evenly lit faces.
+    let mut dev: Vec<f32> = crs
+        .iter()
+        .zip(&cbs)
+        .map(|(cr, cb)| ((cr - mcr).powi(2) + (cb - mcb).powi(2)).sqrt())
+        .collect();
+    let threshold = (3.0 * 1.4826 * median(&mut dev)).max(SKIN_DISTANCE_FLOOR);
+    // Dark occluders (sunglasses, shadows of a hand) are often colourless: much darker than the
+    // face's skin also counts as "not skin".
+    let dark = DARK_FRACTION * median(&mut ys);
     let region = |pts: &[usize], k: usize| -> f32 {
         let (mut far, mut n) = (0usize, 0usize);
         for &i in pts {
-            sample_disk(img, mesh.p(i), r, |cr, cb, _| {
+            sample_disk(img, mesh.p(i), r, |cr, cb, y| {
                 n += 1;
-                if ((cr - mcr).powi(2) + (cb - mcb).powi(2)).sqrt() > 10.0 {
+                if ((cr - mcr).powi(2) + (cb - mcb).powi(2)).sqrt() > threshold || y < dark {
                     far += 1;
                 }
             });
