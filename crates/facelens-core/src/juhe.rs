@@ -6,8 +6,7 @@
 //! is not computed (or switched off by the operator) are omitted, never invented.
 
 use crate::error::{ErrorCode, FaceError};
-use crate::geometry::Point;
-use crate::types::{Face, Quality};
+use crate::types::Face;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -70,63 +69,109 @@ pub struct DetectResult {
 /// Baidu's `location`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Location {
-    pub left: f32,
-    pub top: f32,
-    pub width: f32,
-    pub height: f32,
+    pub left: f64,
+    pub top: f64,
+    pub width: f64,
+    pub height: f64,
     pub rotation: i32,
 }
 
 /// Baidu's `angle`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Angle {
-    pub yaw: f32,
-    pub pitch: f32,
-    pub roll: f32,
+    pub yaw: f64,
+    pub pitch: f64,
+    pub roll: f64,
+}
+
+/// A label with its probability, rounded for the wire.
+#[derive(Debug, Clone, Serialize)]
+pub struct Label {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub probability: f64,
+}
+
+/// Per-eye openness, rounded for the wire.
+#[derive(Debug, Clone, Serialize)]
+pub struct Eyes {
+    pub left_eye: f64,
+    pub right_eye: f64,
+}
+
+/// A landmark, rounded for the wire.
+#[derive(Debug, Clone, Serialize)]
+pub struct XY {
+    pub x: f64,
+    pub y: f64,
+}
+
+/// Baidu's `quality.occlusion`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OcclusionOut {
+    pub left_eye: f64,
+    pub right_eye: f64,
+    pub nose: f64,
+    pub mouth: f64,
+    pub left_cheek: f64,
+    pub right_cheek: f64,
+    pub chin_contour: f64,
+}
+
+/// Baidu's `quality`.
+#[derive(Debug, Clone, Serialize)]
+pub struct QualityOut {
+    pub blur: f64,
+    pub illumination: f64,
+    pub completeness: f64,
+    pub occlusion: OcclusionOut,
 }
 
 /// One face in the contract's shape (plus Baidu's geometry fields).
 #[derive(Debug, Clone, Serialize)]
 pub struct JuheFace {
     pub token_id: String,
-    pub face_probability: f32,
+    pub face_probability: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub age: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub beauty: Option<f32>,
+    pub beauty: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expression: Option<crate::types::Labelled>,
+    pub expression: Option<Label>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub face_shape: Option<crate::types::Labelled>,
+    pub face_shape: Option<Label>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub gender: Option<crate::types::Labelled>,
+    pub gender: Option<Label>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub glasses: Option<crate::types::Labelled>,
+    pub glasses: Option<Label>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub eye_status: Option<crate::types::EyeStatus>,
+    pub eye_status: Option<Eyes>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub emotion: Option<crate::types::Labelled>,
+    pub emotion: Option<Label>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub race: Option<crate::types::Labelled>,
+    pub race: Option<Label>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub face_type: Option<crate::types::Labelled>,
+    pub face_type: Option<Label>,
     pub location: Location,
     pub angle: Angle,
-    pub landmark: Vec<Point>,
-    pub quality: Quality,
+    pub landmark: Vec<XY>,
+    pub quality: QualityOut,
 }
 
-fn r2(v: f32) -> f32 {
-    (v * 100.0).round() / 100.0
+/// Round in f64 so the JSON shows `136.63`, not the widened f32 `136.6300048828125`.
+fn r2(v: f32) -> f64 {
+    (v as f64 * 100.0).round() / 100.0
 }
 
-fn r4(v: f32) -> f32 {
-    (v * 10_000.0).round() / 10_000.0
+fn r4(v: f32) -> f64 {
+    (v as f64 * 10_000.0).round() / 10_000.0
 }
 
-fn round_label(l: &Option<crate::types::Labelled>) -> Option<crate::types::Labelled> {
-    l.as_ref()
-        .map(|l| crate::types::Labelled::new(l.kind.clone(), r4(l.probability)))
+fn round_label(l: &Option<crate::types::Labelled>) -> Option<Label> {
+    l.as_ref().map(|l| Label {
+        kind: l.kind.clone(),
+        probability: r4(l.probability),
+    })
 }
 
 impl JuheFace {
@@ -142,7 +187,7 @@ impl JuheFace {
             face_shape: round_label(&a.face_shape),
             gender: round_label(&a.gender),
             glasses: round_label(&a.glasses),
-            eye_status: a.eye_status.map(|e| crate::types::EyeStatus {
+            eye_status: a.eye_status.map(|e| Eyes {
                 left_eye: r4(e.left_eye),
                 right_eye: r4(e.right_eye),
             }),
@@ -164,13 +209,16 @@ impl JuheFace {
             landmark: face
                 .landmarks
                 .iter()
-                .map(|p| Point::new(r2(p.x), r2(p.y)))
+                .map(|p| XY {
+                    x: r2(p.x),
+                    y: r2(p.y),
+                })
                 .collect(),
-            quality: Quality {
+            quality: QualityOut {
                 blur: r4(q.blur),
                 illumination: r2(q.illumination),
                 completeness: r4(q.completeness),
-                occlusion: crate::types::Occlusion {
+                occlusion: OcclusionOut {
                     left_eye: r4(q.occlusion.left_eye),
                     right_eye: r4(q.occlusion.right_eye),
                     nose: r4(q.occlusion.nose),
@@ -202,8 +250,8 @@ pub fn token_id(image_bytes: &[u8], face: &Face) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::Rect;
-    use crate::types::{Attributes, Pose};
+    use crate::geometry::{Point, Rect};
+    use crate::types::{Attributes, Pose, Quality};
 
     fn face(x: f32) -> Face {
         Face {
@@ -243,7 +291,12 @@ mod tests {
         assert_eq!(ok["reason"], "success");
         assert_eq!(ok["result"]["face_num"], 1);
         let f = &ok["result"]["face_list"][0];
-        assert!((f["face_probability"].as_f64().unwrap_or(0.0) - 0.9877).abs() < 1e-6);
+        assert_eq!(f["face_probability"], serde_json::json!(0.9877));
+        assert!(
+            serde_json::to_string(&ok)
+                .expect("text")
+                .contains("\"face_probability\":0.9877,")
+        );
         assert_eq!(f["location"]["rotation"], 3);
         assert!(f.get("age").is_none(), "uncomputed attributes are omitted");
         let err =

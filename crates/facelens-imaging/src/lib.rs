@@ -146,6 +146,15 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, FaceError>
         check_dimensions(w, h, limits)?;
     }
 
+    // The JPEG decoder fills a file cut inside its entropy-coded data with grey and reports
+    // success; a JPEG must carry its end-of-image marker after the scan data.
+    if format == Format::Jpeg && !jpeg_has_end_marker(bytes) {
+        return Err(FaceError::new(
+            ErrorCode::CorruptImage,
+            "the JPEG is truncated (no end-of-image marker after its scan data)",
+        ));
+    }
+
     let mut reader = ImageReader::new(Cursor::new(bytes));
     reader.set_format(format.image_format());
     let mut img_limits = Limits::default();
@@ -225,6 +234,42 @@ pub fn probe_dimensions(bytes: &[u8], format: Format) -> Option<(u32, u32)> {
                 }
                 if len < 2 {
                     return None;
+                }
+                i += len;
+            }
+        }
+    }
+}
+
+/// Whether the JPEG has an end-of-image marker (`FF D9`) after the start of its first scan.
+/// Marker segments before the scan are skipped by their lengths, so an EXIF thumbnail's own end
+/// marker does not count. Inside entropy-coded data `FF` is always followed by `00` or a restart
+/// marker, so `FF D9` there can only be the real end.
+pub fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
+    let mut i = 2usize;
+    loop {
+        // Find the next marker.
+        while i < bytes.len() && bytes[i] != 0xFF {
+            i += 1;
+        }
+        while i < bytes.len() && bytes[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&marker) = bytes.get(i) else {
+            return false;
+        };
+        i += 1;
+        match marker {
+            0xD8 | 0x01 | 0xD0..=0xD7 => continue,
+            0xD9 => return false,
+            0xDA => return bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
+            _ => {
+                let (Some(&a), Some(&b)) = (bytes.get(i), bytes.get(i + 1)) else {
+                    return false;
+                };
+                let len = u16::from_be_bytes([a, b]) as usize;
+                if len < 2 {
+                    return false;
                 }
                 i += len;
             }

@@ -125,6 +125,38 @@ fn bad_inputs_get_distinct_codes() {
         ErrorCode::CorruptImage
     );
     assert_eq!(code(decode(&jpg[..40], &l)), ErrorCode::CorruptImage);
+    // A cut inside the scan data of a larger, textured JPEG (the decoder alone would fill it in).
+    let textured = RgbImage::from_fn(256, 256, |x, y| {
+        image::Rgb([
+            (x * 7 % 256) as u8,
+            (y * 13 % 256) as u8,
+            ((x ^ y) % 256) as u8,
+        ])
+    });
+    let big = encode_jpeg(&textured, 90);
+    for cut in [
+        big.len() / 10,
+        big.len() / 2,
+        big.len() * 99 / 100,
+        big.len() - 2,
+    ] {
+        assert_eq!(
+            code(decode(&big[..cut], &l)),
+            ErrorCode::CorruptImage,
+            "cut at {cut}"
+        );
+    }
+    assert!(decode(&big, &l).is_ok());
+    // Trailing bytes after the end marker are tolerated, like every viewer does.
+    let mut trailing = big.clone();
+    trailing.extend_from_slice(b"trailing garbage");
+    assert!(decode(&trailing, &l).is_ok());
+    // An EXIF block (which may hold a thumbnail with its own end marker) does not hide a cut.
+    let exif = with_exif_orientation(&big, 1);
+    assert_eq!(
+        code(decode(&exif[..exif.len() / 2], &l)),
+        ErrorCode::CorruptImage
+    );
     let png = encode_png(&gradient(64, 64));
     assert_eq!(
         code(decode(&png[..png.len() / 2], &l)),

@@ -29,6 +29,8 @@ pub struct Detection {
     pub score: f32,
     /// Image-left eye, image-right eye, nose, left mouth corner, right mouth corner.
     pub landmarks: [Point; 5],
+    /// Share of the face box, before clipping to the image, that lies inside the image.
+    pub completeness: f32,
 }
 
 /// How one pass scales the image, and which face sizes it may contribute.
@@ -213,7 +215,11 @@ impl Detector {
         let mut dets = self.detect(&canvas, cfg)?;
         let off = pad as f32;
         for d in &mut dets {
-            d.bbox = d.bbox.translate(-off, -off);
+            // The canvas holds the whole image, so boxes leaving the image were clipped to the
+            // canvas, not to the image: measure and clip again in image coordinates.
+            let b = d.bbox.translate(-off, -off);
+            d.completeness = d.completeness.min(b.inside_fraction(w as f32, h as f32));
+            d.bbox = b.clip(w as f32, h as f32);
             for p in &mut d.landmarks {
                 p.x -= off;
                 p.y -= off;
@@ -253,7 +259,9 @@ impl Detector {
         Ok(dets
             .into_iter()
             .map(|mut d| {
-                d.bbox = d.bbox.scale(1.0 / sx, 1.0 / sy);
+                let unclipped = d.bbox.scale(1.0 / sx, 1.0 / sy);
+                d.completeness = unclipped.inside_fraction(w as f32, h as f32);
+                d.bbox = unclipped.clip(w as f32, h as f32);
                 for p in &mut d.landmarks {
                     p.x /= sx;
                     p.y /= sy;
@@ -286,7 +294,6 @@ impl Detector {
         if loc.len() != n * 4 || conf.len() != n * 2 || lms.len() != n * 10 {
             return Err(bad("output sizes do not match the prior layout"));
         }
-        let (fw, fh) = (pw as f32, ph as f32);
         let mut cands: Vec<(usize, f32, [f32; 4])> = Vec::new();
         let mut idx = 0usize;
         for (step, sizes) in STEPS {
@@ -317,8 +324,8 @@ impl Detector {
             if !(cx.is_finite() && cy.is_finite() && bw.is_finite() && bh.is_finite()) {
                 continue;
             }
-            let bbox =
-                Rect::new(cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0).clip(fw, fh);
+            // Not clipped here: the caller clips to the image after measuring completeness.
+            let bbox = Rect::new(cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0);
             let m = &lms.data[k * 10..k * 10 + 10];
             let mut landmarks = [Point::default(); 5];
             for (p, lm) in landmarks.iter_mut().enumerate() {
@@ -331,6 +338,7 @@ impl Detector {
                 bbox,
                 score,
                 landmarks,
+                completeness: 1.0,
             });
         }
         let items: Vec<(Rect, f32)> = dets.iter().map(|d| (d.bbox, d.score)).collect();

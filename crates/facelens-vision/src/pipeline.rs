@@ -111,7 +111,13 @@ impl Pipeline {
     fn face_from(&self, img: &Rgb, d: Detection, mesh: MeshResult, opts: &Options) -> Face {
         let pose: Pose = head_pose(&mesh);
         let rotation = pose.roll;
-        let quality = quality::measure(img, &d.bbox, Some(&mesh), rotation.to_radians());
+        let quality = quality::measure(
+            img,
+            &d.bbox,
+            d.completeness,
+            Some(&mesh),
+            rotation.to_radians(),
+        );
         Face {
             bbox: d.bbox,
             rotation,

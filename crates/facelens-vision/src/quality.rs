@@ -25,9 +25,17 @@ const BLUR_VAR_BLURRED: f32 = 8.0;
 const BLUR_VAR_SHARP: f32 = 400.0;
 
 /// Measure quality of one face.
-pub fn measure(img: &Rgb, bbox: &Rect, mesh: Option<&MeshResult>, rotation_rad: f32) -> Quality {
+///
+/// `completeness` comes from the detector, which sees the face box before it is clipped to the
+/// image.
+pub fn measure(
+    img: &Rgb,
+    bbox: &Rect,
+    completeness: f32,
+    mesh: Option<&MeshResult>,
+    rotation_rad: f32,
+) -> Quality {
     let (w, h) = img.dimensions();
-    let completeness = bbox.inside_fraction(w as f32, h as f32);
     let side = bbox.width().max(bbox.height()).max(1.0);
     let t = Affine::crop_to(bbox.center(), side, rotation_rad, CROP as f32);
     let crop = warp_affine(img, &t, CROP, CROP);
@@ -238,7 +246,7 @@ mod tests {
     #[test]
     fn completeness_and_illumination() {
         let img = Rgb::from_pixel(100, 100, facelens_imaging::image::Rgb([100, 100, 100]));
-        let q = measure(&img, &Rect::new(50.0, 10.0, 150.0, 60.0), None, 0.0);
+        let q = measure(&img, &Rect::new(50.0, 10.0, 100.0, 60.0), 0.5, None, 0.0);
         assert!((q.completeness - 0.5).abs() < 1e-6);
         assert!((q.illumination - 100.0).abs() < 1.0, "{}", q.illumination);
     }

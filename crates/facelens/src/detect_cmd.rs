@@ -55,9 +55,17 @@ pub fn image_report(
                     let mut v = serde_json::to_value(JuheFace::from_face(f, token_id(bytes, f)))
                         .unwrap_or(Value::Null);
                     if let Some(obj) = v.as_object_mut() {
-                        obj.insert("mesh_score".into(), json!(f.mesh_score));
+                        obj.insert(
+                            "mesh_score".into(),
+                            json!(f.mesh_score.map(|v| round(v, 4))),
+                        );
                         if include_mesh {
-                            obj.insert("mesh".into(), json!(f.mesh));
+                            obj.insert(
+                                "mesh".into(),
+                                json!(f.mesh.as_ref().map(|m| {
+                                    m.iter().map(|p| p.map(|c| round(c, 2))).collect::<Vec<_>>()
+                                })),
+                            );
                         }
                     }
                     v
@@ -71,11 +79,24 @@ pub fn image_report(
             });
             v["image"] =
                 json!({"width": a.width, "height": a.height, "orientation": a.orientation});
-            v["timings"] = json!(a.timings);
+            let t = &a.timings;
+            v["timings"] = json!({
+                "decode_ms": round(t.decode_ms, 2),
+                "detect_ms": round(t.detect_ms, 2),
+                "landmarks_ms": round(t.landmarks_ms, 2),
+                "attributes_ms": round(t.attributes_ms, 2),
+                "total_ms": round(t.total_ms, 2),
+            });
             v
         }
         Err(e) => error_report(file, &e, None),
     }
+}
+
+/// Round an f32 in f64 so JSON shows short decimals.
+fn round(v: f32, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (v as f64 * m).round() / m
 }
 
 fn error_report(file: &str, e: &FaceError, a: Option<&Analysis>) -> Value {
