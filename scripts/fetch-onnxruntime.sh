@@ -25,8 +25,8 @@ else
     echo "error: pip (or pip3) is required" >&2
     exit 1
 fi
-if ! command -v unzip >/dev/null 2>&1; then
-    echo "error: unzip is required" >&2
+if ! command -v unzip >/dev/null 2>&1 && ! command -v python3 >/dev/null 2>&1; then
+    echo "error: unzip or python3 is required" >&2
     exit 1
 fi
 
@@ -43,7 +43,17 @@ if [ "${#wheels[@]}" -ne 1 ]; then
     exit 1
 fi
 
-unzip -q "${wheels[0]}" 'onnxruntime/capi/libonnxruntime.so*' -d "$tmp/wheel" || true
+if command -v unzip >/dev/null 2>&1; then
+    unzip -q "${wheels[0]}" 'onnxruntime/capi/libonnxruntime.so*' -d "$tmp/wheel" || true
+else
+    python3 - "${wheels[0]}" "$tmp/wheel" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for n in z.namelist():
+        if n.startswith("onnxruntime/capi/libonnxruntime.so"):
+            z.extract(n, sys.argv[2])
+PY
+fi
 libs=("$tmp"/wheel/onnxruntime/capi/libonnxruntime.so.*)
 if [ "${#libs[@]}" -eq 0 ]; then
     echo "error: no libonnxruntime.so.* in ${wheels[0]##*/} (is this a Linux wheel?)" >&2

@@ -328,6 +328,34 @@ fn resize_fallback(img: &RgbImage, w: u32, h: u32) -> RgbImage {
 /// source by more than 2×, the source is first box-downscaled so that bilinear sampling does
 /// not alias.
 pub fn warp_affine(img: &RgbImage, src_to_dst: &Affine, out_w: u32, out_h: u32) -> RgbImage {
+    let mut out = RgbImage::new(out_w, out_h);
+    let dst: &mut [u8] = out.as_mut();
+    warp_with_preshrink(img, src_to_dst, out_w, out_h, |o, px| {
+        for c in 0..3 {
+            dst[o * 3 + c] = px[c].round().clamp(0.0, 255.0) as u8;
+        }
+    });
+    out
+}
+
+/// Like [`warp_affine`] but without rounding to bytes: interleaved RGB `f32` in 0..255,
+/// `out_w × out_h × 3`. Model inputs use this, so that a sub-pixel change of the crop gives a
+/// proportionally small change of the input instead of flipping pixels between byte levels.
+pub fn warp_affine_f32(img: &RgbImage, src_to_dst: &Affine, out_w: u32, out_h: u32) -> Vec<f32> {
+    let mut out = vec![0.0f32; (out_w * out_h * 3) as usize];
+    warp_with_preshrink(img, src_to_dst, out_w, out_h, |o, px| {
+        out[o * 3..o * 3 + 3].copy_from_slice(&px);
+    });
+    out
+}
+
+fn warp_with_preshrink(
+    img: &RgbImage,
+    src_to_dst: &Affine,
+    out_w: u32,
+    out_h: u32,
+    put: impl FnMut(usize, [f32; 3]),
+) {
     let scale = src_to_dst.scale();
     if scale > 0.0 && scale < 0.5 {
         // Pre-shrink so that the remaining warp scale is about 1.
@@ -341,20 +369,27 @@ pub fn warp_affine(img: &RgbImage, src_to_dst: &Affine, out_w: u32, out_h: u32) 
         let undo = Affine {
             m: [1.0 / sx, 0.0, 0.0, 0.0, 1.0 / sy, 0.0],
         };
-        return warp_affine_direct(&small, &src_to_dst.compose(&undo), out_w, out_h);
+        warp_core(&small, &src_to_dst.compose(&undo), out_w, out_h, put);
+    } else {
+        warp_core(img, src_to_dst, out_w, out_h, put);
     }
-    warp_affine_direct(img, src_to_dst, out_w, out_h)
 }
 
-fn warp_affine_direct(img: &RgbImage, src_to_dst: &Affine, out_w: u32, out_h: u32) -> RgbImage {
-    let mut out = RgbImage::new(out_w, out_h);
+/// Bilinear sampling; `put(pixel_index, rgb)` receives every output pixel that falls inside
+/// the source (the others keep the caller's zero fill).
+fn warp_core(
+    img: &RgbImage,
+    src_to_dst: &Affine,
+    out_w: u32,
+    out_h: u32,
+    mut put: impl FnMut(usize, [f32; 3]),
+) {
     let Some(inv) = src_to_dst.invert() else {
-        return out;
+        return;
     };
     let (sw, sh) = (img.width() as i64, img.height() as i64);
     let src = img.as_raw();
     let [a, b, c, d, e, f] = inv.m;
-    let dst = out.as_mut();
     for y in 0..out_h {
         let yc = y as f32 + 0.5;
         for x in 0..out_w {
@@ -387,13 +422,9 @@ fn warp_affine_direct(img: &RgbImage, src_to_dst: &Affine, out_w: u32, out_h: u3
                     acc[2] += w * src[i + 2] as f32;
                 }
             }
-            let o = ((y * out_w + x) * 3) as usize;
-            dst[o] = acc[0].round().clamp(0.0, 255.0) as u8;
-            dst[o + 1] = acc[1].round().clamp(0.0, 255.0) as u8;
-            dst[o + 2] = acc[2].round().clamp(0.0, 255.0) as u8;
+            put((y * out_w + x) as usize, acc);
         }
     }
-    out
 }
 
 /// Map a point through an affine (re-exported convenience for callers holding crops).

@@ -282,6 +282,13 @@ fn resize_and_warp() {
     );
     assert_eq!(corner.get_pixel(10, 10).0, [0, 0, 0]);
     assert_eq!(corner.get_pixel(50, 50).0, img.get_pixel(10, 10).0);
+    // The f32 warp is the byte warp before rounding.
+    let t = Affine::crop_to(Point::new(37.3, 41.9), 51.0, 0.37, 64.0);
+    let bytes = warp_affine(&img, &t, 64, 64);
+    let floats = warp_affine_f32(&img, &t, 64, 64);
+    for (b, f) in bytes.as_raw().iter().zip(&floats) {
+        assert_eq!(*b, f.round().clamp(0.0, 255.0) as u8);
+    }
     // Strong downscale goes through the pre-shrink path and stays close to the source mean.
     let flat = RgbImage::from_pixel(400, 400, image::Rgb([200, 100, 50]));
     let t = Affine::crop_to(Point::new(200.0, 200.0), 400.0, 0.2, 32.0);

@@ -8,11 +8,10 @@
 //! detector landmarks, because the mesh is denser and far more stable.
 
 use crate::detect::Detection;
-use crate::tensor::{Channels, Norm, to_nhwc};
 use facelens_core::types::Pose;
 use facelens_core::{Affine, Point};
-use facelens_imaging::{Rgb, warp_affine};
-use facelens_infer::{InferError, Model};
+use facelens_imaging::{Rgb, warp_affine_f32};
+use facelens_infer::{InferError, Model, Tensor};
 use std::sync::Arc;
 
 /// Side of the model's square input.
@@ -118,8 +117,15 @@ impl FaceMesh {
 
     /// Run the mesh on the crop given by `crop` (image → crop transform).
     pub fn run_crop(&self, img: &Rgb, crop: Affine) -> Result<MeshResult, InferError> {
-        let patch = warp_affine(img, &crop, MESH_INPUT, MESH_INPUT);
-        let input = to_nhwc(&patch, Channels::Rgb, Norm::UNIT);
+        let mut data = warp_affine_f32(img, &crop, MESH_INPUT, MESH_INPUT);
+        for v in &mut data {
+            *v /= 255.0;
+        }
+        let n = MESH_INPUT as usize;
+        let input = Tensor {
+            shape: vec![1, n, n, 3],
+            data,
+        };
         let out = self.model.run(&input)?;
         let bad = |r: &str| InferError::Run {
             name: self.model.name().to_string(),
