@@ -37,3 +37,20 @@ pub use wider::{
     Difficulty, WiderGt, WiderReport, WiderSettingResult, evaluate_wider, evaluate_wider_with_iou,
     load_wider_manifest, load_wider_predictions,
 };
+
+/// Where the development evaluation data lives for tests and local runs: `FACELENS_EVALDATA`, or
+/// `../shared/evaldata` beside the repository (as on the project's machines and in CI). `None`
+/// when neither holds the data; tests then print "skipped" instead of failing, because the data
+/// is never committed and a user's clone does not have it.
+pub fn evaldata_dir() -> Option<std::path::PathBuf> {
+    let dir = match std::env::var_os("FACELENS_EVALDATA") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/evaldata"
+        )),
+    };
+    (dir.join("detection/manifest.jsonl").is_file()
+        || dir.join("attributes/manifest.jsonl").is_file())
+    .then_some(dir)
+}

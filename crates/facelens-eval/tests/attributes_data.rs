@@ -8,16 +8,7 @@ use std::path::PathBuf;
 use facelens_eval::{AttributeRecord, UNSURE, load_attribute_manifest};
 
 fn evaldata_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("FACELENS_EVALDATA") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/evaldata"
-        )),
-    };
-    dir.join("attributes/manifest.jsonl")
-        .is_file()
-        .then_some(dir)
+    facelens_eval::evaldata_dir().filter(|d| d.join("attributes/manifest.jsonl").is_file())
 }
 
 fn counts<'a>(values: impl Iterator<Item = &'a str>) -> BTreeMap<&'a str, usize> {

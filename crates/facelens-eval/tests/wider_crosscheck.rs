@@ -14,16 +14,7 @@ use facelens_eval::{
 };
 
 fn evaldata_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("FACELENS_EVALDATA") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/evaldata"
-        )),
-    };
-    dir.join("detection/manifest.jsonl")
-        .is_file()
-        .then_some(dir)
+    facelens_eval::evaldata_dir().filter(|d| d.join("detection/manifest.jsonl").is_file())
 }
 
 fn load_manifest() -> Option<Vec<WiderGt>> {
