@@ -157,20 +157,23 @@ fn occlusion(img: &Rgb, mesh: &MeshResult, bbox: &Rect) -> Occlusion {
     // face's skin also counts as "not skin".
     let dark = DARK_FRACTION * median(&mut ys);
     let region = |pts: &[usize], k: usize| -> f32 {
-        let (mut far, mut n) = (0usize, 0usize);
+        let (mut far, mut n) = (0.0f32, 0usize);
         for &i in pts {
             sample_disk(img, mesh.p(i), r, |cr, cb, y| {
                 n += 1;
-                if ((cr - mcr).powi(2) + (cb - mcb).powi(2)).sqrt() > threshold || y < dark {
-                    far += 1;
-                }
+                // Soft membership (a logistic ramp around each threshold) keeps the share
+                // continuous in the pixel values.
+                let chroma = ((cr - mcr).powi(2) + (cb - mcb).powi(2)).sqrt();
+                let by_colour = logistic((chroma - threshold) / 2.0);
+                let by_darkness = logistic((dark - y) / 4.0);
+                far += by_colour.max(by_darkness);
             });
         }
         if n == 0 {
             // The region lies outside the image: fully occluded from the camera's view.
             return 1.0;
         }
-        let share = far as f32 / n as f32;
+        let share = far / n as f32;
         ((share - BASELINE[k]) / (1.0 - BASELINE[k])).clamp(0.0, 1.0)
     };
     Occlusion {
@@ -184,36 +187,58 @@ fn occlusion(img: &Rgb, mesh: &MeshResult, bbox: &Rect) -> Occlusion {
     }
 }
 
+/// Sample a fixed pattern of 21 points inside the disk (a 5×5 grid without its corners) with
+/// bilinear interpolation, so the result moves continuously with the mesh instead of jumping
+/// when a centre crosses a pixel boundary. Points outside the image are skipped.
 fn sample_disk(img: &Rgb, c: Point, r: f32, mut f: impl FnMut(f32, f32, f32)) {
-    let (w, h) = (img.width() as i64, img.height() as i64);
-    let ri = r.ceil() as i64;
-    let (cx, cy) = (c.x.round() as i64, c.y.round() as i64);
-    // Sample a sparse grid inside the disk (at most ~25 pixels) to stay cheap on big faces.
-    let step = (ri / 2).max(1);
-    let mut dy = -ri;
-    while dy <= ri {
-        let mut dx = -ri;
-        while dx <= ri {
-            if (dx * dx + dy * dy) as f32 <= r * r {
-                let (x, y) = (cx + dx, cy + dy);
-                if x >= 0 && y >= 0 && x < w && y < h {
-                    let p = img.get_pixel(x as u32, y as u32).0;
-                    let (yy, cb, cr) = ycbcr(p);
-                    f(cr, cb, yy);
-                }
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    for gy in -2i32..=2 {
+        for gx in -2i32..=2 {
+            if gx.abs() == 2 && gy.abs() == 2 {
+                continue;
             }
-            dx += step;
+            let x = c.x + gx as f32 * r * 0.5 - 0.5;
+            let y = c.y + gy as f32 * r * 0.5 - 0.5;
+            if x < 0.0 || y < 0.0 || x > w - 1.0 || y > h - 1.0 {
+                continue;
+            }
+            let p = bilinear(img, x, y);
+            let (yy, cb, cr) = ycbcr(p);
+            f(cr, cb, yy);
         }
-        dy += step;
     }
 }
 
-fn ycbcr(p: [u8; 3]) -> (f32, f32, f32) {
-    let (r, g, b) = (p[0] as f32, p[1] as f32, p[2] as f32);
+fn bilinear(img: &Rgb, x: f32, y: f32) -> [f32; 3] {
+    let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+    let x1 = (x0 + 1).min(img.width() - 1);
+    let y1 = (y0 + 1).min(img.height() - 1);
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let mut out = [0.0f32; 3];
+    for (xx, yy, wgt) in [
+        (x0, y0, (1.0 - fx) * (1.0 - fy)),
+        (x1, y0, fx * (1.0 - fy)),
+        (x0, y1, (1.0 - fx) * fy),
+        (x1, y1, fx * fy),
+    ] {
+        let p = img.get_pixel(xx, yy).0;
+        for ch in 0..3 {
+            out[ch] += wgt * p[ch] as f32;
+        }
+    }
+    out
+}
+
+fn ycbcr(p: [f32; 3]) -> (f32, f32, f32) {
+    let [r, g, b] = p;
     let y = 0.299 * r + 0.587 * g + 0.114 * b;
     let cb = 128.0 - 0.168_736 * r - 0.331_264 * g + 0.5 * b;
     let cr = 128.0 + 0.5 * r - 0.418_688 * g - 0.081_312 * b;
     (y, cb, cr)
+}
+
+fn logistic(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
 }
 
 fn median(v: &mut [f32]) -> f32 {
