@@ -7,11 +7,11 @@ without predictions or with an empty list). `tests/wider_crosscheck.rs` generate
 predictions in Rust (same PRNG, same float operations in the same order), so the expected AP
 numbers stored there can be regenerated with:
 
-    EV=/work/shared/evaldata   # or wherever the evaluation data lives
+    EV=../shared/evaldata   # or wherever the evaluation data lives
     for s in a b; do
       python3 crates/facelens-eval/tests/wider_crosscheck.py --manifest $EV/detection/manifest.jsonl \
           --scenario $s > /tmp/wider_preds_$s.jsonl
-      python3 /work/shared/peers/wider_eval.py --manifest $EV/detection/manifest.jsonl \
+      python3 ../shared/peers/wider_eval.py --manifest $EV/detection/manifest.jsonl \
           --preds /tmp/wider_preds_$s.jsonl --json /tmp/wider_expected_$s.json
     done
 

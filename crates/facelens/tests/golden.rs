@@ -28,30 +28,30 @@ const CASES: &[Case] = &[
     // Three children in a classroom (WIDER: 3 boxes). Two cartoon faces on a poster behind them
     // are detected too (scores ~0.55, much smaller), so ask for the three largest.
     Case {
-        name: "wider_parade_0_429",
+        name: "group_parade_0_429",
         image: "detection/wider_face_val/images/0--Parade/0_Parade_Parade_0_429.jpg",
         face_num: 3,
     },
     // A crowd: 22 WIDER boxes, 19 detections, the 10 largest all with scores > 0.98.
     Case {
-        name: "wider_demonstration_2_618",
+        name: "crowd_demonstration_2_618",
         image: "detection/wider_face_val/images/2--Demonstration/2_Demonstration_Protesters_2_618.jpg",
         face_num: 10,
     },
     // UTKFace 200x200 aligned crops (the face fills the frame).
     Case {
-        name: "utkface_24_1_2",
+        name: "crop200_24_1_2",
         image: "attributes/utkface/24_1_2_20170116173507147.jpg.chip.jpg",
         face_num: 10,
     },
     Case {
-        name: "utkface_37_1_1",
+        name: "crop200_37_1_1",
         image: "attributes/utkface/37_1_1_20170112220140249.jpg.chip.jpg",
         face_num: 10,
     },
     // FER2013: a 48x48 greyscale crop.
     Case {
-        name: "fer2013_happy_11555220",
+        name: "grey48_happy_11555220",
         image: "attributes/fer2013/happy/PublicTest_11555220.jpg",
         face_num: 10,
     },
