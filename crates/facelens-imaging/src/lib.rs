@@ -8,7 +8,7 @@
 //! right after decoding, so everything downstream (boxes, landmarks) lives in the coordinates
 //! of the image as a person sees it.
 
-use facelens_core::{Affine, ErrorCode, Point, error::FaceError};
+use facelens_core::{Affine, ErrorCode, error::FaceError};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 use std::io::Cursor;
 
@@ -425,11 +425,6 @@ fn warp_core(
             put((y * out_w + x) as usize, acc);
         }
     }
-}
-
-/// Map a point through an affine (re-exported convenience for callers holding crops).
-pub fn map_point(t: &Affine, p: Point) -> Point {
-    t.apply(p)
 }
 
 /// Luma (BT.601) of an RGB pixel.

@@ -1,4 +1,5 @@
 use super::*;
+use facelens_core::Point;
 
 fn gradient(w: u32, h: u32) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| {

@@ -115,10 +115,12 @@ fn error_report(file: &str, e: &FaceError, a: Option<&Analysis>) -> Value {
 
 pub fn run(backend: &str, threads: usize, args: DetectArgs) -> Result<ExitCode> {
     let (pipeline, _) = crate::load_pipeline(backend, threads)?;
-    let mut opts = crate::default_options();
-    opts.max_faces = args.face_num.max(1);
-    opts.include_mesh = args.mesh;
-    opts.detector = args.profile.config(args.max_side);
+    let opts = facelens_vision::Options {
+        max_faces: args.face_num.max(1),
+        include_mesh: args.mesh,
+        detector: args.profile.config(args.max_side),
+        ..facelens_vision::Options::default()
+    };
     let limits = DecodeLimits::default();
     let mut failures = 0usize;
     for file in &args.images {

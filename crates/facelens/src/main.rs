@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use facelens_infer::BackendKind;
-use facelens_vision::{DetectorConfig, Models, Options, Pipeline};
+use facelens_vision::{DetectorConfig, Models, Pipeline};
 use std::process::ExitCode;
 
 mod detect_cmd;
@@ -63,10 +63,6 @@ pub fn load_pipeline(backend: &str, threads: usize) -> Result<(Pipeline, &'stati
         Pipeline::new(models).context("building the pipeline")?,
         backend.name(),
     ))
-}
-
-pub fn default_options() -> Options {
-    Options::default()
 }
 
 fn main() -> ExitCode {
