@@ -42,6 +42,12 @@ pub static MODELS: &[ModelFile] = &[
         true
     ),
     model!("face_mesh", "mp_face_landmark.onnx", "Apache-2.0", true),
+    // Attribute models (crates/facelens-vision/src/attributes).
+    model!("dlib_age", "dlib_age_v1.onnx", "CC0-1.0", true),
+    model!("dlib_gender", "dlib_gender_v1.onnx", "CC0-1.0", true),
+    model!("emotion_human", "emotion.onnx", "MIT", true),
+    model!("emotion_fer", "fer_emotion_minixception.onnx", "MIT", true),
+    model!("gear", "gear.onnx", "MIT", true),
 ];
 
 /// Look a model up by id.

@@ -1,12 +1,16 @@
-//! The pipeline: decode → detect → keep the largest faces → mesh → pose and quality.
+//! The pipeline: decode → detect → keep the largest faces → mesh → pose and quality →
+//! attributes.
 //!
 //! The library takes loaded models and does no I/O: the binary decides where models come from
 //! (embedded bytes by default) and which backend runs them. The order of the stages is chosen
 //! for cost: the per-face stages run only on the faces that will be returned (`max_faces`, the
-//! contract's `face_num`), so a crowd photo asking for one face pays for one mesh.
+//! contract's `face_num`), so a crowd photo asking for one face pays for one mesh (and one set
+//! of attribute model runs).
 
+use crate::attributes::{AttributeFeatures, AttributeModels, AttributeOptions, Attributor};
 use crate::detect::{Detection, Detector, DetectorConfig};
 use crate::mesh::{FaceMesh, MeshResult, head_pose};
+use crate::heuristics;
 use crate::quality;
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
@@ -21,6 +25,8 @@ use std::time::Instant;
 pub struct Models {
     pub detector: Arc<dyn Model>,
     pub mesh: Arc<dyn Model>,
+    /// Attribute models; any may be absent (its attributes are then omitted).
+    pub attributes: AttributeModels,
 }
 
 impl Models {
@@ -36,6 +42,12 @@ impl Models {
         Ok(Self {
             detector: load("retinaface_mnet025")?,
             mesh: load("face_mesh")?,
+            attributes: AttributeModels {
+                age: Some(load("dlib_age")?),
+                gender: Some(load("dlib_gender")?),
+                emotion: vec![load("emotion_human")?, load("emotion_fer")?],
+                gear: Some(load("gear")?),
+            },
         })
     }
 }
@@ -50,6 +62,8 @@ pub struct Options {
     pub retry_padded: bool,
     /// Include the 468 mesh points in each face.
     pub include_mesh: bool,
+    /// Which attributes to compute (an attribute switched off is omitted from the output).
+    pub attributes: AttributeOptions,
 }
 
 impl Default for Options {
@@ -59,6 +73,7 @@ impl Default for Options {
             detector: DetectorConfig::fast(640),
             retry_padded: true,
             include_mesh: false,
+            attributes: AttributeOptions::default(),
         }
     }
 }
@@ -67,6 +82,7 @@ impl Default for Options {
 pub struct Pipeline {
     detector: Detector,
     mesh: FaceMesh,
+    attributor: Attributor,
 }
 
 impl Pipeline {
@@ -74,6 +90,7 @@ impl Pipeline {
         Ok(Self {
             detector: Detector::new(models.detector)?,
             mesh: FaceMesh::new(models.mesh)?,
+            attributor: Attributor::new(models.attributes),
         })
     }
 
@@ -89,6 +106,21 @@ impl Pipeline {
         opts: &Options,
         timings: &mut Timings,
     ) -> Result<Vec<Face>, InferError> {
+        Ok(self
+            .analyze_image_with_features(img, opts, timings)?
+            .into_iter()
+            .map(|(face, _)| face)
+            .collect())
+    }
+
+    /// Like [`Pipeline::analyze_image`], also returning the raw attribute-model outputs of each
+    /// face (for evaluation and head fitting).
+    pub fn analyze_image_with_features(
+        &self,
+        img: &Rgb,
+        opts: &Options,
+        timings: &mut Timings,
+    ) -> Result<Vec<(Face, AttributeFeatures)>, InferError> {
         let t = Instant::now();
         let mut dets = if opts.retry_padded {
             self.detector.detect_with_retry(img, &opts.detector)?
@@ -99,23 +131,40 @@ impl Pipeline {
         dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
         dets.truncate(opts.max_faces);
         let t = Instant::now();
-        let mut faces = Vec::with_capacity(dets.len());
+        let mut meshed = Vec::with_capacity(dets.len());
         for d in dets {
             let mesh = self.mesh.run(img, &d)?;
-            faces.push(self.face_from(img, d, mesh, opts));
+            meshed.push((d, mesh));
         }
         timings.landmarks_ms = ms(t);
+        let t = Instant::now();
+        let mut faces = Vec::with_capacity(meshed.len());
+        for (d, mesh) in meshed {
+            let (attributes, features) = if opts.attributes.any_model() {
+                self.attributor
+                    .run(img, &d.landmarks, Some(&mesh), &opts.attributes)?
+            } else {
+                Default::default()
+            };
+            let det_score = d.score;
+            let bbox = d.bbox;
+            let mut face = self.face_from(img, d, &mesh, opts);
+            face.attributes = attributes;
+            heuristic_attributes(img, &bbox, det_score, &mesh, &mut face, &opts.attributes);
+            faces.push((face, features));
+        }
+        timings.attributes_ms = ms(t);
         Ok(faces)
     }
 
-    fn face_from(&self, img: &Rgb, d: Detection, mesh: MeshResult, opts: &Options) -> Face {
-        let pose: Pose = head_pose(&mesh);
+    fn face_from(&self, img: &Rgb, d: Detection, mesh: &MeshResult, opts: &Options) -> Face {
+        let pose: Pose = head_pose(mesh);
         let rotation = pose.roll;
         let quality = quality::measure(
             img,
             &d.bbox,
             d.completeness,
-            Some(&mesh),
+            Some(mesh),
             rotation.to_radians(),
         );
         Face {
@@ -155,6 +204,37 @@ impl Pipeline {
             faces,
             timings,
         })
+    }
+}
+
+/// The attributes no model gives (eyes, glasses, face type, shape, beauty): measured from the
+/// image and the mesh by the heuristics module, after the model-based ones.
+fn heuristic_attributes(
+    img: &Rgb,
+    bbox: &facelens_core::geometry::Rect,
+    det_score: f32,
+    mesh: &MeshResult,
+    face: &mut Face,
+    on: &AttributeOptions,
+) {
+    let pts = &mesh.points;
+    let a = &mut face.attributes;
+    if on.eye_status {
+        a.eye_status = Some(heuristics::eyes::eye_status(img, pts));
+    }
+    if on.glasses {
+        a.glasses = Some(heuristics::glasses::glasses(img, pts));
+    }
+    if on.face_type {
+        a.face_type = Some(heuristics::cartoon::face_type(
+            img, bbox, pts, mesh.score, det_score,
+        ));
+    }
+    if on.face_shape {
+        a.face_shape = Some(heuristics::shape::face_shape(pts, &face.pose));
+    }
+    if on.beauty {
+        a.beauty = Some(heuristics::beauty::beauty(img, pts, &face.quality));
     }
 }
 

@@ -12,10 +12,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+// Declared here rather than in main.rs so that the eval commands stay in one place.
+#[path = "eval_attributes.rs"]
+pub mod eval_attributes;
+
 #[derive(Subcommand)]
 pub enum EvalCommand {
     /// WIDER FACE protocol: easy / medium / hard AP at IoU 0.5.
     Detection(DetectionArgs),
+    /// Face attributes on attributes/manifest.jsonl: age MAE, gender, emotion, smiling, eyes,
+    /// glasses, race, cartoon (faces not found count as misses).
+    Attributes(eval_attributes::AttributesArgs),
 }
 
 #[derive(Args)]
@@ -51,10 +58,11 @@ pub struct DetectionArgs {
 pub fn run(backend: &str, threads: usize, cmd: EvalCommand) -> Result<ExitCode> {
     match cmd {
         EvalCommand::Detection(a) => detection(backend, threads, a),
+        EvalCommand::Attributes(a) => eval_attributes::run(backend, threads, a),
     }
 }
 
-fn default_root(manifest: &Path) -> PathBuf {
+pub(crate) fn default_root(manifest: &Path) -> PathBuf {
     manifest
         .parent()
         .and_then(Path::parent)

@@ -1,0 +1,596 @@
+//! Model-based face attributes: age, gender, emotion, expression and race.
+//!
+//! Why this shape:
+//! * Every attribute is optional twice over: the operator can switch it off ([`AttributeOptions`],
+//!   e.g. race or gender for privacy reasons) and a build can lack its model
+//!   ([`AttributeModels`] fields are `Option`). Either way the field is omitted from the output,
+//!   never invented.
+//! * Each model gets the crop framing it was trained on (see [`crop`]): the dlib models a dlib
+//!   5-point chip, the others ArcFace-style aligned squares. All crops come from the five detector
+//!   landmarks with one similarity transform, so in-plane rotation is undone for free.
+//! * The cheap models (dlib age/gender, the two emotion nets, a few ms each) run on the crop and
+//!   its mirror image in one batch of two and average the probabilities: test-time flip
+//!   averaging cancels part of the left/right bias of a single view. GEAR (~75 ms) runs once.
+//! * Raw model outputs are returned beside the labels ([`AttributeFeatures`]) so that
+//!   `facelens eval attributes --features-out` can dump them for fitting small heads offline.
+//!
+//! Eye status, glasses, face type, face shape and beauty are image/mesh heuristics that live in
+//! [`crate::heuristics`]; this module only covers what needs a learned model.
+
+pub mod age_gender;
+pub mod crop;
+pub mod emotion;
+pub mod head;
+pub mod race;
+
+use crate::mesh::MeshResult;
+use crop::{
+    DLIB_PADDING, FER_48, UTKFACE_200, aligned_f32, batch_grey, batch_nchw, batch_nhwc,
+    dlib_chip_template, flip_h, scaled_template,
+};
+use facelens_core::Point;
+use facelens_core::types::{Attributes, Labelled};
+use facelens_imaging::Rgb;
+use facelens_infer::{InferError, Model, Tensor};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The loaded attribute models. Any may be absent (a build without it, or tests): the
+/// attributes that need it are then omitted.
+#[derive(Clone, Default)]
+pub struct AttributeModels {
+    /// dlib "Cydral" age, 81 classes, 64 × 64 chip.
+    pub age: Option<Arc<dyn Model>>,
+    /// dlib "Cydral" gender, `[female, male]`, 32 × 32 chip.
+    pub gender: Option<Arc<dyn Model>>,
+    /// mini-Xception FER2013 emotion nets (64 × 64 grey); their probabilities are averaged.
+    pub emotion: Vec<Arc<dyn Model>>,
+    /// GEAR (race, gender, age bins), 198 × 198.
+    pub gear: Option<Arc<dyn Model>>,
+}
+
+/// Which attributes to compute. Switching one off skips its model run (when nothing else needs
+/// it) and omits the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributeOptions {
+    pub age: bool,
+    pub gender: bool,
+    pub emotion: bool,
+    pub expression: bool,
+    pub race: bool,
+    pub beauty: bool,
+    pub eye_status: bool,
+    pub glasses: bool,
+    pub face_shape: bool,
+    pub face_type: bool,
+    /// Average the cheap models over the crop and its mirror image.
+    pub flip: bool,
+}
+
+impl AttributeOptions {
+    /// Every attribute on.
+    pub const ALL: AttributeOptions = AttributeOptions {
+        age: true,
+        gender: true,
+        emotion: true,
+        expression: true,
+        race: true,
+        beauty: true,
+        eye_status: true,
+        glasses: true,
+        face_shape: true,
+        face_type: true,
+        flip: true,
+    };
+    /// Every attribute off (geometry only).
+    pub const NONE: AttributeOptions = AttributeOptions {
+        age: false,
+        gender: false,
+        emotion: false,
+        expression: false,
+        race: false,
+        beauty: false,
+        eye_status: false,
+        glasses: false,
+        face_shape: false,
+        face_type: false,
+        flip: true,
+    };
+
+    /// Whether any model-based attribute is on.
+    pub fn any_model(&self) -> bool {
+        self.age || self.gender || self.emotion || self.expression || self.race
+    }
+}
+
+impl Default for AttributeOptions {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+/// Raw model outputs and features behind the attributes of one face (for offline analysis and
+/// head fitting; not part of the contract).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AttributeFeatures {
+    /// The five detector landmarks the crops were aligned on.
+    pub landmarks: [[f32; 2]; 5],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dlib_age: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dlib_male: Option<f32>,
+    /// GEAR `[white, black, asian, indian, other]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gear_race: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gear_male: Option<f32>,
+    /// GEAR age bins, see [`age_gender::GEAR_AGE_BINS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gear_age: Option<Vec<f32>>,
+    /// Each emotion model's probabilities (flip-averaged), in [`emotion::EMOTIONS`] order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub emotion_models: Vec<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mouth: Option<emotion::Mouth>,
+    /// P(smiling) behind the expression (the smile head's output, or P(happy) without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_smile: Option<f32>,
+}
+
+/// The smile head (`models/heads/smile.json`, fitted on dev data by
+/// `scripts/fit_attribute_heads.py`): P(smiling) from the fused emotion log-probabilities and the
+/// mouth geometry. Feature order: `ln p` of the seven emotions, mouth width, mouth opening,
+/// corner lift.
+pub const SMILE_HEAD_JSON: &str = include_str!("../../../../models/heads/smile.json");
+
+/// The age head (`models/heads/age.json`, fitted on dev data): an L1 linear regression from the
+/// dlib expected age and GEAR's seven age-bin probabilities to years. It corrects dlib's pull
+/// towards the middle (teens read too old, seniors too young). Without GEAR the dlib age is used.
+pub const AGE_HEAD_JSON: &str = include_str!("../../../../models/heads/age.json");
+
+/// The age head's input features.
+pub fn age_features(dlib_age: f32, gear_age: &[f32]) -> Vec<f32> {
+    std::iter::once(dlib_age)
+        .chain(gear_age.iter().copied())
+        .collect()
+}
+
+/// The smile head's input features; `None` without mouth geometry.
+pub fn smile_features(p_emotion: &[f32], mouth: Option<emotion::Mouth>) -> Option<Vec<f32>> {
+    let m = mouth?;
+    let mut x: Vec<f32> = p_emotion.iter().map(|p| p.clamp(1e-6, 1.0).ln()).collect();
+    x.extend([m.width, m.open, m.corner_lift]);
+    Some(x)
+}
+
+/// Crop geometry per model (sizes are the models' input sizes).
+const AGE_SIZE: u32 = 64;
+const GENDER_SIZE: u32 = 32;
+const EMOTION_SIZE: u32 = 64;
+const GEAR_SIZE: u32 = 198;
+/// Margin of the emotion crop around the measured FER2013 framing: slightly zoomed in (0.62 vs
+/// 0.57 FER accuracy at 0 on a dev sample; -0.05 and -0.12 were both 0.61).
+pub const EMOTION_PADDING: f32 = -0.08;
+/// Margin of the GEAR crop around the measured UTKFace framing (0 was best of -0.05 / 0 / 0.05).
+pub const GEAR_PADDING: f32 = 0.0;
+/// dlib chip paddings the age model is averaged over (test-time scale jitter around dlib's 0.2,
+/// each view also mirrored). On a random 400-face UTKFace dev sample, flip-averaged: one view
+/// 6.27 MAE, three (0.17 / 0.2 / 0.23) 6.02, these five 5.95.
+pub const AGE_PADDINGS: [f32; 5] = [0.14, 0.17, DLIB_PADDING, 0.23, 0.26];
+/// dlib mean RGB.
+const DLIB_MEAN: [f32; 3] = [122.782, 117.001, 104.298];
+
+/// Runs the attribute models on one face.
+#[derive(Clone, Default)]
+pub struct Attributor {
+    models: AttributeModels,
+    rule: emotion::ExpressionRule,
+    smile_head: Option<head::LogisticHead>,
+    age_head: Option<head::LinearHead>,
+}
+
+impl Attributor {
+    /// With the embedded smile head (falls back to P(happy) if it does not parse).
+    pub fn new(models: AttributeModels) -> Self {
+        Self {
+            models,
+            rule: emotion::ExpressionRule::default(),
+            smile_head: head::LogisticHead::from_json(SMILE_HEAD_JSON),
+            age_head: head::LinearHead::from_json(AGE_HEAD_JSON),
+        }
+    }
+
+    /// Without any fitted head: P(smiling) is the emotion models' P(happy).
+    pub fn without_heads(models: AttributeModels) -> Self {
+        Self {
+            smile_head: None,
+            age_head: None,
+            ..Self::new(models)
+        }
+    }
+
+    /// Model-based attributes of the face with these `landmarks` (and `mesh`, for the mouth).
+    pub fn run(
+        &self,
+        img: &Rgb,
+        landmarks: &[Point; 5],
+        mesh: Option<&MeshResult>,
+        opts: &AttributeOptions,
+    ) -> Result<(Attributes, AttributeFeatures), InferError> {
+        let mut a = Attributes::default();
+        let mut f = AttributeFeatures {
+            landmarks: landmarks.map(|p| [p.x, p.y]),
+            ..AttributeFeatures::default()
+        };
+        if (opts.race || opts.age)
+            && let Some(m) = &self.models.gear
+        {
+            self.run_gear(m, img, landmarks, &mut f)?;
+        }
+        if opts.race
+            && let Some(p) = f.gear_race.as_deref().and_then(race::to_contract)
+            && let Some((i, prob)) = emotion::argmax(&p)
+        {
+            a.race = Some(Labelled::new(race::CONTRACT_RACES[i], prob));
+        }
+        if opts.age
+            && let Some(m) = &self.models.age
+        {
+            let tpls = AGE_PADDINGS.map(|pad| dlib_chip_template(AGE_SIZE as f32, pad));
+            if let Some(p) = run_crops(
+                m,
+                img,
+                landmarks,
+                &tpls,
+                AGE_SIZE,
+                opts.flip,
+                |c| {
+                    batch_nchw(
+                        c,
+                        AGE_SIZE as usize,
+                        AGE_SIZE as usize,
+                        DLIB_MEAN,
+                        1.0 / 256.0,
+                    )
+                },
+                Layout::Nchw,
+            )? {
+                f.dlib_age = age_gender::dlib_expected_age(&p);
+                a.age = match (f.dlib_age, f.gear_age.as_deref(), &self.age_head) {
+                    (Some(d), Some(g), Some(h)) => h
+                        .predict(&age_features(d, g))
+                        .map(|v| v.clamp(0.0, 100.0))
+                        .or(Some(d)),
+                    (d, _, _) => d,
+                };
+            }
+        }
+        if opts.gender
+            && let Some(m) = &self.models.gender
+        {
+            let tpl = dlib_chip_template(GENDER_SIZE as f32, DLIB_PADDING);
+            if let Some(p) = run_crops(
+                m,
+                img,
+                landmarks,
+                &[tpl],
+                GENDER_SIZE,
+                opts.flip,
+                |c| {
+                    batch_nchw(
+                        c,
+                        GENDER_SIZE as usize,
+                        GENDER_SIZE as usize,
+                        DLIB_MEAN,
+                        1.0 / 256.0,
+                    )
+                },
+                Layout::Nchw,
+            )? && p.len() == 2
+            {
+                let p_male = p[1] / (p[0] + p[1]).max(1e-9);
+                f.dlib_male = Some(p_male);
+                let (g, prob) = age_gender::gender_label(p_male);
+                a.gender = Some(Labelled::new(g, prob));
+            }
+        }
+        if (opts.emotion || opts.expression) && !self.models.emotion.is_empty() {
+            let tpl = scaled_template(&FER_48, 48.0, EMOTION_SIZE as f32, EMOTION_PADDING);
+            for m in &self.models.emotion {
+                if let Some(p) = run_crops(
+                    m,
+                    img,
+                    landmarks,
+                    &[tpl],
+                    EMOTION_SIZE,
+                    opts.flip,
+                    |c| batch_grey(c, |g| (g - 0.5) * 2.0),
+                    Layout::Grey,
+                )? && p.len() == emotion::EMOTIONS.len()
+                {
+                    f.emotion_models.push(p);
+                }
+            }
+            f.mouth = mesh.and_then(emotion::mouth);
+            if let Some(p) = emotion::average(&f.emotion_models) {
+                if opts.emotion
+                    && let Some((i, prob)) = emotion::argmax(&p)
+                {
+                    a.emotion = Some(Labelled::new(emotion::EMOTIONS[i], prob));
+                }
+                if opts.expression {
+                    let p_smile = self
+                        .smile_head
+                        .as_ref()
+                        .zip(smile_features(&p, f.mouth))
+                        .and_then(|(h, x)| h.predict(&x))
+                        .and_then(|q| q.get(1).copied())
+                        .unwrap_or(p[emotion::HAPPY]);
+                    f.p_smile = Some(p_smile);
+                    let (e, prob) = emotion::expression(p_smile, f.mouth, &self.rule);
+                    a.expression = Some(Labelled::new(e, prob));
+                }
+            }
+        }
+        Ok((a, f))
+    }
+
+    fn run_gear(
+        &self,
+        m: &Arc<dyn Model>,
+        img: &Rgb,
+        landmarks: &[Point; 5],
+        f: &mut AttributeFeatures,
+    ) -> Result<(), InferError> {
+        let tpl = scaled_template(&UTKFACE_200, 200.0, GEAR_SIZE as f32, GEAR_PADDING);
+        let Some((crop, _)) = aligned_f32(img, landmarks, &tpl, GEAR_SIZE) else {
+            return Ok(());
+        };
+        let n = GEAR_SIZE as usize;
+        let input = Tensor {
+            shape: vec![1, n, n, 3],
+            data: batch_nhwc(&[&crop], 1.0 / 255.0),
+        };
+        let out = m.run(&input)?;
+        let get = |name: &str, fallback: usize| {
+            m.output_index(name)
+                .or(Some(fallback))
+                .and_then(|i| out.get(i))
+                .map(|t| t.data.clone())
+        };
+        f.gear_race = get("race_output", 0).filter(|v| v.len() == 5);
+        f.gear_male = get("gender_output", 1)
+            .filter(|v| v.len() == 2)
+            .map(|v| v[0] / (v[0] + v[1]).max(1e-9));
+        f.gear_age = get("age_output", 2).filter(|v| v.len() == 7);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Layout {
+    Nchw,
+    Grey,
+}
+
+/// Crop once per template (view), optionally add each crop's mirror image, run all views as one
+/// batch, and average the output rows. `None` when the landmarks are degenerate (no crop).
+#[allow(clippy::too_many_arguments)]
+fn run_crops(
+    m: &Arc<dyn Model>,
+    img: &Rgb,
+    landmarks: &[Point; 5],
+    tpls: &[[Point; 5]],
+    size: u32,
+    flip: bool,
+    to_tensor: impl Fn(&[&[f32]]) -> Vec<f32>,
+    layout: Layout,
+) -> Result<Option<Vec<f32>>, InferError> {
+    let n = size as usize;
+    let mut views: Vec<Vec<f32>> = Vec::with_capacity(tpls.len() * 2);
+    for tpl in tpls {
+        let Some((crop, _)) = aligned_f32(img, landmarks, tpl, size) else {
+            return Ok(None);
+        };
+        if flip {
+            views.push(flip_h(&crop, n, n));
+        }
+        views.push(crop);
+    }
+    if views.is_empty() {
+        return Ok(None);
+    }
+    let crops: Vec<&[f32]> = views.iter().map(Vec::as_slice).collect();
+    let b = crops.len();
+    let shape = match layout {
+        Layout::Nchw => vec![b, 3, n, n],
+        Layout::Grey => vec![b, n, n, 1],
+    };
+    let out = m.run(&Tensor {
+        shape,
+        data: to_tensor(&crops),
+    })?;
+    let Some(t) = out.first() else {
+        return Ok(None);
+    };
+    Ok(mean_rows(&t.data, b))
+}
+
+/// Mean of `rows` equal rows laid out back to back; `None` when the length does not divide.
+pub fn mean_rows(data: &[f32], rows: usize) -> Option<Vec<f32>> {
+    if rows == 0 || data.is_empty() || !data.len().is_multiple_of(rows) {
+        return None;
+    }
+    let k = data.len() / rows;
+    let mut out = vec![0.0f32; k];
+    for row in data.chunks_exact(k) {
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += v / rows as f32;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A fake model that records its input and returns a fixed row per batch item, so the
+    /// batching/averaging plumbing can be tested without weights.
+    struct Fake {
+        names: Vec<String>,
+        rows: Vec<Vec<f32>>,
+        seen: Mutex<Vec<Vec<usize>>>,
+    }
+
+    impl Model for Fake {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn output_names(&self) -> &[String] {
+            &self.names
+        }
+        fn run(&self, input: &Tensor) -> Result<Vec<Tensor>, InferError> {
+            self.seen.lock().expect("lock").push(input.shape.clone());
+            let b = input.shape[0];
+            let data: Vec<f32> = self.rows.iter().take(b).flatten().copied().collect();
+            let k = self.rows[0].len();
+            Ok(vec![Tensor {
+                shape: vec![b, k],
+                data,
+            }])
+        }
+    }
+
+    fn fake(rows: Vec<Vec<f32>>) -> Arc<Fake> {
+        Arc::new(Fake {
+            names: vec!["out".into()],
+            rows,
+            seen: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn face_landmarks() -> [Point; 5] {
+        crop::dlib_chip_template(100.0, 0.2).map(|p| Point::new(p.x + 20.0, p.y + 30.0))
+    }
+
+    #[test]
+    fn flip_averaging_batches_two_views_and_averages_them() {
+        // View 1 says male 0.9, the mirrored view male 0.5: the reported probability is 0.7.
+        let g = fake(vec![vec![0.1, 0.9], vec![0.5, 0.5]]);
+        let att = Attributor::new(AttributeModels {
+            gender: Some(g.clone()),
+            ..AttributeModels::default()
+        });
+        let img = Rgb::new(160, 160);
+        let (a, f) = att
+            .run(&img, &face_landmarks(), None, &AttributeOptions::ALL)
+            .expect("run");
+        assert_eq!(g.seen.lock().expect("lock")[0], vec![2, 3, 32, 32]);
+        assert!((f.dlib_male.unwrap() - 0.7).abs() < 1e-6);
+        let gender = a.gender.expect("gender");
+        assert_eq!(gender.kind, "male");
+        // Without flipping only the first view runs.
+        let opts = AttributeOptions {
+            flip: false,
+            ..AttributeOptions::ALL
+        };
+        let (a, _) = att.run(&img, &face_landmarks(), None, &opts).expect("run");
+        assert!((a.gender.expect("gender").probability - 0.9).abs() < 1e-6);
+        // Switched off: no field, no run.
+        let before = g.seen.lock().expect("lock").len();
+        let opts = AttributeOptions {
+            gender: false,
+            ..AttributeOptions::ALL
+        };
+        let (a, _) = att.run(&img, &face_landmarks(), None, &opts).expect("run");
+        assert!(a.gender.is_none());
+        assert_eq!(g.seen.lock().expect("lock").len(), before);
+    }
+
+    #[test]
+    fn mirrored_face_gives_the_same_flip_averaged_input_statistics() {
+        // A left/right symmetric face crop and its mirror are identical, so a model sees the
+        // same two views whichever way the face was photographed.
+        let img = Rgb::from_fn(160, 160, |x, _| {
+            let d = (x as i32 - 80).unsigned_abs();
+            facelens_imaging::image::Rgb([(d * 3) as u8, 100, 50])
+        });
+        let lm = [
+            Point::new(60.0, 60.0),
+            Point::new(100.0, 60.0),
+            Point::new(80.0, 85.0),
+            Point::new(65.0, 105.0),
+            Point::new(95.0, 105.0),
+        ];
+        let tpl = crop::dlib_chip_template(32.0, DLIB_PADDING);
+        let (c, _) = aligned_f32(&img, &lm, &tpl, 32).expect("crop");
+        let m = flip_h(&c, 32, 32);
+        let diff: f32 = c.iter().zip(&m).map(|(a, b)| (a - b).abs()).sum::<f32>() / c.len() as f32;
+        assert!(diff < 2.0, "symmetric face, mean |crop - mirror| = {diff}");
+    }
+
+    #[test]
+    fn emotion_models_are_averaged_and_expression_derived() {
+        let happy = vec![0.0, 0.0, 0.0, 0.8, 0.0, 0.0, 0.2];
+        let neutral = vec![0.0, 0.0, 0.0, 0.2, 0.0, 0.0, 0.8];
+        let e1 = fake(vec![happy.clone(), happy]);
+        let e2 = fake(vec![neutral.clone(), neutral]);
+        let att = Attributor::without_heads(AttributeModels {
+            emotion: vec![e1, e2.clone()],
+            ..AttributeModels::default()
+        });
+        let img = Rgb::new(160, 160);
+        let (a, f) = att
+            .run(&img, &face_landmarks(), None, &AttributeOptions::ALL)
+            .expect("run");
+        assert_eq!(e2.seen.lock().expect("lock")[0], vec![2, 64, 64, 1]);
+        assert_eq!(f.emotion_models.len(), 2);
+        // 0.5 / 0.5 tie between happy and neutral; expression threshold is 0.5 → smile.
+        let expr = a.expression.expect("expression");
+        assert_eq!(expr.kind, "smile");
+        assert!(a.age.is_none() && a.race.is_none(), "no model, no field");
+    }
+
+    #[test]
+    fn embedded_heads_parse_and_match_the_feature_builders() {
+        let smile = head::LogisticHead::from_json(SMILE_HEAD_JSON).expect("smile head parses");
+        let mouth = emotion::Mouth {
+            open: 0.02,
+            width: 0.4,
+            corner_lift: 0.01,
+        };
+        let x = smile_features(&[1.0 / 7.0; 7], Some(mouth)).expect("features");
+        assert_eq!(x.len(), smile.features.len());
+        assert_eq!(smile.labels, ["none", "smile"]);
+        // A clearly happy face with a wide mouth reads as smiling, a neutral one does not.
+        let mut happy = [0.01f32; 7];
+        happy[emotion::HAPPY] = 0.94;
+        let wide = emotion::Mouth {
+            width: 0.5,
+            corner_lift: 0.03,
+            ..mouth
+        };
+        let p = smile.predict(&smile_features(&happy, Some(wide)).expect("x"));
+        assert!(p.expect("p")[1] > 0.5);
+        let mut neutral = [0.01f32; 7];
+        neutral[6] = 0.94;
+        let p = smile.predict(&smile_features(&neutral, Some(mouth)).expect("x"));
+        assert!(p.expect("p")[1] < 0.5);
+
+        let age = head::LinearHead::from_json(AGE_HEAD_JSON).expect("age head parses");
+        let bins = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+        assert_eq!(age_features(35.0, &bins).len(), age.features.len());
+        // A 35-year-old by both models stays in the thirties.
+        let v = age.predict(&age_features(35.0, &bins)).expect("age");
+        assert!((30.0..40.0).contains(&v), "{v}");
+    }
+
+    #[test]
+    fn mean_rows_checks_shape() {
+        assert_eq!(mean_rows(&[1.0, 2.0, 3.0, 4.0], 2), Some(vec![2.0, 3.0]));
+        assert_eq!(mean_rows(&[1.0, 2.0, 3.0], 2), None);
+        assert_eq!(mean_rows(&[], 1), None);
+    }
+}
