@@ -91,6 +91,7 @@ codes! {
     InvalidToken = 200215, None, 404, "invalid_token", "token_id不存在或已过期", "unknown or expired token_id";
     NoFace = 200216, None, 422, "no_face", "图片中没有检测到人脸", "no face was found in the image";
     Busy = 200217, None, 503, "busy", "服务繁忙,请稍后再试", "the server is busy; retry later";
+    MalformedRequest = 200218, None, 400, "malformed_request", "请求格式错误,无法解析", "the request could not be parsed (body encoding, JSON, multipart or too many fields)";
 }
 
 impl ErrorCode {

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 mod detect_cmd;
 mod eval_cmd;
+mod serve_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +32,8 @@ struct Cli {
 enum Command {
     /// Analyse image files and print the contract's JSON (plus geometry) per image.
     Detect(detect_cmd::DetectArgs),
+    /// Run the HTTP service (the Juhe faceDetect endpoint and the native API).
+    Serve(serve_cmd::ServeArgs),
     /// Evaluate accuracy on a labelled manifest.
     #[command(subcommand)]
     Eval(eval_cmd::EvalCommand),
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect(args) => detect_cmd::run(&cli.backend, cli.threads, args),
         Command::Eval(cmd) => eval_cmd::run(&cli.backend, cli.threads, cmd),
+        Command::Serve(args) => serve_cmd::run(&cli.backend, cli.threads, args),
     };
     match result {
         Ok(code) => code,

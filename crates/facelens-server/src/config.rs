@@ -1,0 +1,339 @@
+//! Service configuration: one flat table of settings with safe defaults, read from a TOML file,
+//! then `FACELENS_<NAME>` environment variables, then command-line flags (each overrides the
+//! one before). Flat names keep the three spellings obviously the same setting:
+//! `queue_depth` in the file is `FACELENS_QUEUE_DEPTH` in the environment.
+//!
+//! Every limit the service enforces is a setting here, with its default in [`Config::default`]
+//! and in docs/configuration.md.
+
+use facelens_store::IpNet;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything `facelens serve` can be told.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Folder of the embedded store (SQLite) when no `database_url` is given.
+    pub data_dir: PathBuf,
+    /// `postgres://...` (many replicas) or `sqlite://...`; empty = SQLite in `data_dir`.
+    pub database_url: String,
+    /// `redis://...` for rate limits shared by replicas; empty = in-process limits.
+    pub redis_url: String,
+    /// Refuse calls without a valid API key (10001). Off only for local experiments.
+    pub require_key: bool,
+    /// On first start with no key in the store, create one and print it once.
+    pub create_first_key: bool,
+    /// Add the legacy `resultcode` field to every contract response.
+    pub legacy_resultcode: bool,
+    /// Inference workers (images analysed at once); 0 = one per CPU core.
+    pub workers: usize,
+    /// Requests that may wait for a worker; beyond it a request gets "busy" at once.
+    /// 0 = 4 per worker.
+    pub queue_depth: usize,
+    /// Intra-operator threads per model run; 0 = let the backend decide (one per core).
+    pub inference_threads: usize,
+    /// Largest request body, bytes (form, JSON and multipart alike).
+    pub max_body_bytes: usize,
+    /// Largest image, bytes (the contract: 4 MB), for uploads and URL downloads alike.
+    pub max_image_bytes: usize,
+    /// Longest side the detector looks at for live photos (the image is not resized for the
+    /// per-face stages).
+    pub detector_max_side: u32,
+    /// Keep face results under their token_id so that `image_type=3` works.
+    pub retain_tokens: bool,
+    /// How long a token_id stays valid, seconds (default 72 h).
+    pub token_ttl_secs: u64,
+    /// How often expired tokens are purged, seconds.
+    pub purge_interval_secs: u64,
+    /// Allow `image_type=2` (remote URLs) at all.
+    pub url_fetch: bool,
+    /// Networks that URLs may point into even though they are not public (loopback, private…).
+    /// Empty by default: only public addresses are fetched.
+    pub url_allow: Vec<String>,
+    /// TCP connect timeout for image URLs, milliseconds.
+    pub url_connect_timeout_ms: u64,
+    /// Whole-download timeout for image URLs, milliseconds.
+    pub url_timeout_ms: u64,
+    /// Redirects followed for image URLs (each one checked again).
+    pub url_max_redirects: usize,
+    /// Requests per second allowed from one client IP (10011 beyond); 0 = no limit.
+    pub ip_rate_per_second: u32,
+    /// Burst above the per-IP rate.
+    pub ip_rate_burst: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs); empty = use the socket address.
+    pub trusted_proxies: Vec<String>,
+    /// Accounting day offset from UTC, seconds (daily quotas reset at local midnight).
+    pub day_offset_secs: i32,
+    /// Daily limit of every test key.
+    pub test_daily_limit: i64,
+    /// Lifetime limit of every test key.
+    pub test_total_limit: i64,
+    /// Attributes never computed nor returned (e.g. `["race", "beauty"]`).
+    pub attributes_off: Vec<String>,
+    /// How long a request may take end to end before the server gives up, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Log lines as JSON objects instead of text.
+    pub log_json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("facelens-data"),
+            database_url: String::new(),
+            redis_url: String::new(),
+            require_key: true,
+            create_first_key: true,
+            legacy_resultcode: false,
+            workers: 0,
+            queue_depth: 0,
+            inference_threads: 0,
+            max_body_bytes: 12 * 1024 * 1024,
+            max_image_bytes: 4 * 1024 * 1024,
+            detector_max_side: 640,
+            retain_tokens: true,
+            token_ttl_secs: 72 * 3600,
+            purge_interval_secs: 600,
+            url_fetch: true,
+            url_allow: Vec::new(),
+            url_connect_timeout_ms: 3_000,
+            url_timeout_ms: 10_000,
+            url_max_redirects: 3,
+            ip_rate_per_second: 0,
+            ip_rate_burst: 20,
+            trusted_proxies: Vec::new(),
+            day_offset_secs: 0,
+            test_daily_limit: 100,
+            test_total_limit: 1000,
+            attributes_off: Vec::new(),
+            request_timeout_ms: 60_000,
+            log_json: false,
+        }
+    }
+}
+
+/// A configuration that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {reason}")]
+    Invalid { origin: String, reason: String },
+}
+
+fn invalid(origin: impl Into<String>, reason: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.into(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut value = serde_json::to_value(Config::default())
+            .map_err(|e| invalid("defaults", e))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let table: toml::Table =
+                toml::from_str(&text).map_err(|e| invalid(path.display().to_string(), e))?;
+            let file_value =
+                serde_json::to_value(table).map_err(|e| invalid(path.display().to_string(), e))?;
+            merge(&mut value, file_value);
+        }
+        overlay_env(&mut value, std::env::vars())?;
+        let cfg: Config = serde_json::from_value(value).map_err(|e| invalid("configuration", e))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check the values that serde's types do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for n in self.url_allow.iter().chain(&self.trusted_proxies) {
+            n.parse::<IpNet>()
+                .map_err(|e| invalid("url_allow / trusted_proxies", format!("{n:?}: {e}")))?;
+        }
+        for a in &self.attributes_off {
+            if !SWITCHABLE_ATTRIBUTES.contains(&a.as_str()) {
+                return Err(invalid(
+                    "attributes_off",
+                    format!("{a:?} is not one of {SWITCHABLE_ATTRIBUTES:?}"),
+                ));
+            }
+        }
+        if self.max_image_bytes == 0 || self.max_body_bytes < self.max_image_bytes {
+            return Err(invalid(
+                "max_body_bytes",
+                "must be at least max_image_bytes (> 0)",
+            ));
+        }
+        if self.token_ttl_secs == 0 {
+            return Err(invalid("token_ttl_secs", "must be > 0"));
+        }
+        Ok(())
+    }
+
+    /// Worker threads after resolving 0 = per core.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// Queue depth after resolving 0 = 4 per worker.
+    pub fn effective_queue_depth(&self) -> usize {
+        if self.queue_depth > 0 {
+            self.queue_depth
+        } else {
+            4 * self.effective_workers()
+        }
+    }
+
+    pub fn url_allow_nets(&self) -> Vec<IpNet> {
+        self.url_allow.iter().filter_map(|n| n.parse().ok()).collect()
+    }
+
+    pub fn trusted_proxy_nets(&self) -> Vec<IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    }
+
+    /// The store location: `database_url`, else SQLite in `data_dir`.
+    pub fn store_location(&self) -> String {
+        if self.database_url.is_empty() {
+            self.data_dir.display().to_string()
+        } else {
+            self.database_url.clone()
+        }
+    }
+}
+
+/// Attributes an operator may switch off (sensitive ones).
+pub const SWITCHABLE_ATTRIBUTES: &[&str] = &["race", "gender", "emotion", "beauty", "age"];
+
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    if let (Some(b), serde_json::Value::Object(o)) = (base.as_object_mut(), over) {
+        for (k, v) in o {
+            b.insert(k, v);
+        }
+    }
+}
+
+/// Apply `FACELENS_<NAME>` variables to the settings that exist, parsed by the type of the
+/// default (lists are comma-separated). Unknown `FACELENS_` variables are ignored: the CLI
+/// uses a few of its own (`FACELENS_BACKEND`, `FACELENS_THREADS`, ...).
+pub fn overlay_env(
+    value: &mut serde_json::Value,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let Some(map) = value.as_object_mut() else {
+        return Ok(());
+    };
+    for (name, raw) in vars {
+        let Some(key) = name.strip_prefix("FACELENS_") else {
+            continue;
+        };
+        let key = key.to_ascii_lowercase();
+        let Some(current) = map.get(&key) else {
+            continue;
+        };
+        let parsed = match current {
+            serde_json::Value::Bool(_) => match raw.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => serde_json::Value::Bool(true),
+                "0" | "false" | "no" | "off" => serde_json::Value::Bool(false),
+                _ => return Err(invalid(name, format!("{raw:?} is not a boolean"))),
+            },
+            serde_json::Value::Number(_) => serde_json::from_str::<serde_json::Number>(raw.trim())
+                .map(serde_json::Value::Number)
+                .map_err(|_| invalid(&name, format!("{raw:?} is not a number")))?,
+            serde_json::Value::Array(_) => serde_json::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| serde_json::Value::String(s.to_string()))
+                    .collect(),
+            ),
+            _ => serde_json::Value::String(raw),
+        };
+        map.insert(key, parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_by_type() {
+        let mut v = serde_json::to_value(Config::default()).expect("serialise");
+        let vars = [
+            ("FACELENS_QUEUE_DEPTH", "7"),
+            ("FACELENS_REQUIRE_KEY", "off"),
+            ("FACELENS_URL_ALLOW", "127.0.0.1/32, ::1"),
+            ("FACELENS_LISTEN", "0.0.0.0:9000"),
+            ("FACELENS_BACKEND", "rten"),
+            ("OTHER_THING", "x"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+        overlay_env(&mut v, vars.into_iter()).expect("overlay");
+        let c: Config = serde_json::from_value(v).expect("config");
+        assert_eq!(c.queue_depth, 7);
+        assert!(!c.require_key);
+        assert_eq!(c.url_allow, vec!["127.0.0.1/32", "::1"]);
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        c.validate().expect("valid");
+    }
+
+    #[test]
+    fn bad_env_values_are_named() {
+        let mut v = serde_json::to_value(Config::default()).expect("serialise");
+        let err = overlay_env(
+            &mut v,
+            [("FACELENS_WORKERS".to_string(), "many".to_string())].into_iter(),
+        )
+        .expect_err("not a number");
+        assert!(err.to_string().contains("FACELENS_WORKERS"), "{err}");
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("facelens.toml");
+        std::fs::write(&path, "workers = 3\nattributes_off = [\"race\"]\n").expect("write");
+        let c = Config::load(Some(&path)).expect("load");
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.attributes_off, vec!["race"]);
+        std::fs::write(&path, "wrokers = 3\n").expect("write");
+        let err = Config::load(Some(&path)).expect_err("unknown field");
+        assert!(err.to_string().contains("wrokers"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_refused() {
+        let c = Config {
+            url_allow: vec!["not-an-ip".into()],
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            attributes_off: vec!["shoe_size".into()],
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

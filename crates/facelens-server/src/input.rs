@@ -1,0 +1,446 @@
+//! Reading a request's fields, whatever way the client sent them, and validating them.
+//!
+//! Juhe clients in the wild send the same fields as a form body (the original), a query string,
+//! JSON or multipart; all four end up here as one list of name/value pairs plus, for multipart,
+//! an uploaded file. Validation then follows the contract's table in a fixed order, so a
+//! request with several problems always gets the same code.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart};
+use axum::http::{Method, Request, header};
+use base64::Engine as _;
+use facelens_core::ErrorCode;
+use facelens_core::error::FaceError;
+
+/// Most fields a request may carry (form pairs, JSON members or multipart parts).
+pub const MAX_FIELDS: usize = 64;
+
+/// The fields of one request.
+#[derive(Debug, Default)]
+pub struct Fields {
+    pairs: Vec<(String, String)>,
+    /// A file uploaded as multipart (its part name is `image` or `file`).
+    pub file: Option<Vec<u8>>,
+}
+
+impl Fields {
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Self { pairs, file: None }
+    }
+
+    /// The first value of `name`, trimmed; `None` when absent or empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn push_all(&mut self, more: Vec<(String, String)>) -> Result<(), FaceError> {
+        self.pairs.extend(more);
+        self.check_count()
+    }
+
+    fn check_count(&self) -> Result<(), FaceError> {
+        if self.pairs.len() > MAX_FIELDS {
+            return Err(FaceError::new(
+                ErrorCode::MalformedRequest,
+                format!("more than {MAX_FIELDS} fields"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn malformed(detail: impl Into<String>) -> FaceError {
+    FaceError::new(ErrorCode::MalformedRequest, detail)
+}
+
+fn parse_query(q: &str) -> Result<Vec<(String, String)>, FaceError> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+        .map_err(|e| malformed(format!("query string: {e}")))
+}
+
+/// Read every field of `req`: the query string, then the body by its content type.
+pub async fn read_fields(req: Request<Body>, max_body: usize) -> Result<Fields, FaceError> {
+    let mut fields = Fields::default();
+    if let Some(q) = req.uri().query() {
+        fields.push_all(parse_query(q)?)?;
+    }
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return Ok(fields);
+    }
+    let ctype = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ctype.starts_with("multipart/form-data") {
+        read_multipart(req, max_body, &mut fields).await?;
+        return Ok(fields);
+    }
+    let body = axum::body::to_bytes(req.into_body(), max_body)
+        .await
+        .map_err(|e| body_error(&e, max_body))?;
+    if body.is_empty() {
+        return Ok(fields);
+    }
+    if ctype.starts_with("application/json") || (ctype.is_empty() && body.first() == Some(&b'{'))
+    {
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| malformed(format!("the body is not valid JSON: {e}")))?;
+        let serde_json::Value::Object(map) = v else {
+            return Err(malformed("the JSON body must be an object"));
+        };
+        let mut pairs = Vec::with_capacity(map.len());
+        for (k, v) in map {
+            let s = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Null => continue,
+                _ => return Err(malformed(format!("field {k:?} must be a string or number"))),
+            };
+            pairs.push((k, s));
+        }
+        fields.push_all(pairs)?;
+    } else {
+        // application/x-www-form-urlencoded, and what clients send without a content type.
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| malformed("the form body is not UTF-8 text"))?;
+        fields.push_all(parse_query(text)?)?;
+    }
+    Ok(fields)
+}
+
+fn body_error(e: &axum::Error, max_body: usize) -> FaceError {
+    let msg = e.to_string();
+    let too_big = std::error::Error::source(e)
+        .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        || msg.contains("length limit");
+    if too_big {
+        FaceError::new(
+            ErrorCode::ImageTooLarge,
+            format!("the request body is over {max_body} bytes"),
+        )
+    } else {
+        malformed(format!("reading the body: {msg}"))
+    }
+}
+
+async fn read_multipart(
+    req: Request<Body>,
+    max_body: usize,
+    fields: &mut Fields,
+) -> Result<(), FaceError> {
+    let (parts, body) = req.into_parts();
+    let limited = Body::new(http_body_util::Limited::new(body, max_body));
+    let req = Request::from_parts(parts, limited);
+    let mut mp = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| malformed(format!("multipart: {e}")))?;
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(multipart_error(&e, max_body)),
+        };
+        let name = field.name().unwrap_or("").to_string();
+        let is_file = field.file_name().is_some();
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| multipart_error(&e, max_body))?;
+        if is_file || name == "file" {
+            if fields.file.is_some() {
+                return Err(malformed("more than one file uploaded"));
+            }
+            fields.file = Some(data.to_vec());
+        } else {
+            let value = String::from_utf8(data.to_vec())
+                .map_err(|_| malformed(format!("field {name:?} is not UTF-8 text")))?;
+            fields.push_all(vec![(name, value)])?;
+        }
+    }
+    Ok(())
+}
+
+fn multipart_error(e: &axum::extract::multipart::MultipartError, max_body: usize) -> FaceError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        FaceError::new(
+            ErrorCode::ImageTooLarge,
+            format!("the request body is over {max_body} bytes"),
+        )
+    } else {
+        malformed(format!("multipart: {}", e.body_text()))
+    }
+}
+
+/// Where the image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// The file's bytes (base64 decoded, or uploaded).
+    Bytes(Vec<u8>),
+    /// `image_type=2`.
+    Url(String),
+    /// `image_type=3`.
+    Token(String),
+}
+
+/// The contract's `face_type`: what kind of photo it is (it tunes detection, see
+/// docs/api.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaceType {
+    /// 1, 生活照: an everyday photo.
+    Live,
+    /// 2, 身份证照: a photo of an ID card.
+    IdCard,
+    /// 3, 带水印证件照: a watermarked ID photo.
+    Watermark,
+    /// 4, 证件照: a certificate (passport-style) photo.
+    Cert,
+}
+
+impl FaceType {
+    pub fn from_number(n: &str) -> Option<Self> {
+        match n.parse::<u8>().ok()? {
+            1 => Some(Self::Live),
+            2 => Some(Self::IdCard),
+            3 => Some(Self::Watermark),
+            4 => Some(Self::Cert),
+            _ => None,
+        }
+    }
+
+    /// Also Baidu's names (`LIVE`, `IDCARD`, `WATERMARK`, `CERT`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::from_number(s).or_else(|| match s.to_ascii_uppercase().as_str() {
+            "LIVE" => Some(Self::Live),
+            "IDCARD" => Some(Self::IdCard),
+            "WATERMARK" => Some(Self::Watermark),
+            "CERT" => Some(Self::Cert),
+            _ => None,
+        })
+    }
+}
+
+/// A validated `/faceDetect/index` request (the key is checked separately, first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JuheParams {
+    pub source: ImageSource,
+    pub face_num: usize,
+    pub face_type: FaceType,
+}
+
+/// Validate the contract's fields, in the documented order: image present, face_num,
+/// face_type, image_type, then the image itself (size, base64).
+pub fn juhe_params(f: &Fields, max_image_bytes: usize) -> Result<JuheParams, FaceError> {
+    let image = f.get("image");
+    if image.is_none() && f.file.is_none() {
+        return Err(FaceError::new(
+            ErrorCode::MissingParameter,
+            "image is missing or empty",
+        ));
+    }
+    let face_num = match f.get("face_num") {
+        None => 1,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10).contains(n))
+            .ok_or_else(|| {
+                FaceError::new(ErrorCode::InvalidFaceNum, format!("face_num={s:?}"))
+            })?,
+    };
+    let face_type = match f.get("face_type") {
+        None => FaceType::Live,
+        Some(s) => FaceType::from_number(s).ok_or_else(|| {
+            FaceError::new(ErrorCode::InvalidFaceType, format!("face_type={s:?}"))
+        })?,
+    };
+    let image_type = match f.get("image_type") {
+        None => 1,
+        Some(s) => s
+            .parse::<u8>()
+            .ok()
+            .filter(|n| (1..=3).contains(n))
+            .ok_or_else(|| {
+                FaceError::new(ErrorCode::InvalidImageType, format!("image_type={s:?}"))
+            })?,
+    };
+    let source = match (image_type, image, &f.file) {
+        // An uploaded file is the image whatever image_type says about `image`.
+        (_, _, Some(bytes)) => {
+            check_image_size(bytes.len(), max_image_bytes)?;
+            ImageSource::Bytes(bytes.clone())
+        }
+        (1, Some(b64), None) => ImageSource::Bytes(decode_base64(b64, max_image_bytes)?),
+        (2, Some(url), None) => ImageSource::Url(url.to_string()),
+        (3, Some(tok), None) => ImageSource::Token(tok.to_string()),
+        _ => {
+            return Err(FaceError::new(
+                ErrorCode::MissingParameter,
+                "image is missing or empty",
+            ));
+        }
+    };
+    Ok(JuheParams {
+        source,
+        face_num,
+        face_type,
+    })
+}
+
+fn check_image_size(len: usize, max: usize) -> Result<(), FaceError> {
+    if len > max {
+        return Err(FaceError::new(
+            ErrorCode::ImageTooLarge,
+            format!("{len} bytes, the limit is {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Decode the contract's base64 image. Accepted leniently, as clients send it: standard or
+/// URL-safe alphabet, with or without padding, with line breaks, and with a `data:...;base64,`
+/// prefix (the contract says to leave it out; it is harmless to accept).
+pub fn decode_base64(s: &str, max_image_bytes: usize) -> Result<Vec<u8>, FaceError> {
+    let s = match s.strip_prefix("data:") {
+        Some(rest) => match rest.split_once(',') {
+            Some((meta, data)) if meta.ends_with(";base64") => data,
+            _ => {
+                return Err(FaceError::new(
+                    ErrorCode::InvalidBase64,
+                    "a data: URL must be ;base64",
+                ));
+            }
+        },
+        None => s,
+    };
+    // Base64 is 4/3 of the bytes: refuse before decoding what cannot fit.
+    let max_encoded = max_image_bytes.div_ceil(3) * 4;
+    let compact: Vec<u8> = s
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .map(|b| match b {
+            b'-' => b'+',
+            b'_' => b'/',
+            b => b,
+        })
+        .collect();
+    if compact.len() > max_encoded + 4 {
+        return Err(FaceError::new(
+            ErrorCode::ImageTooLarge,
+            format!(
+                "{} base64 characters encode more than {max_image_bytes} bytes",
+                compact.len()
+            ),
+        ));
+    }
+    let trimmed = compact
+        .strip_suffix(b"==")
+        .or_else(|| compact.strip_suffix(b"="))
+        .unwrap_or(&compact);
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(trimmed)
+        .map_err(|e| FaceError::new(ErrorCode::InvalidBase64, e.to_string()))?;
+    if bytes.is_empty() {
+        return Err(FaceError::new(
+            ErrorCode::MissingParameter,
+            "image is empty",
+        ));
+    }
+    check_image_size(bytes.len(), max_image_bytes)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(p: &[(&str, &str)]) -> Fields {
+        Fields::from_pairs(
+            p.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_and_ranges() {
+        let p = juhe_params(&fields(&[("image", "aGVsbG8=")]), 100).expect("ok");
+        assert_eq!(p.face_num, 1);
+        assert_eq!(p.face_type, FaceType::Live);
+        assert_eq!(p.source, ImageSource::Bytes(b"hello".to_vec()));
+        for (k, v, code) in [
+            ("face_num", "0", ErrorCode::InvalidFaceNum),
+            ("face_num", "11", ErrorCode::InvalidFaceNum),
+            ("face_num", "two", ErrorCode::InvalidFaceNum),
+            ("face_num", "-1", ErrorCode::InvalidFaceNum),
+            ("face_type", "5", ErrorCode::InvalidFaceType),
+            ("face_type", "LIVE", ErrorCode::InvalidFaceType),
+            ("image_type", "4", ErrorCode::InvalidImageType),
+            ("image_type", "0", ErrorCode::InvalidImageType),
+        ] {
+            let err = juhe_params(&fields(&[("image", "aGVsbG8="), (k, v)]), 100)
+                .expect_err("refused");
+            assert_eq!(err.code, code, "{k}={v}");
+        }
+        let p = juhe_params(
+            &fields(&[("image", "http://x/y.jpg"), ("image_type", "2"), ("face_num", "10")]),
+            100,
+        )
+        .expect("ok");
+        assert_eq!(p.source, ImageSource::Url("http://x/y.jpg".into()));
+        assert_eq!(p.face_num, 10);
+    }
+
+    #[test]
+    fn missing_image() {
+        for f in [fields(&[]), fields(&[("image", "  ")]), fields(&[("img", "x")])] {
+            let err = juhe_params(&f, 100).expect_err("missing");
+            assert_eq!(err.code, ErrorCode::MissingParameter);
+        }
+    }
+
+    #[test]
+    fn base64_variants() {
+        let want = b"\xfb\xff\xbf hello".to_vec();
+        for s in [
+            "+/+/IGhlbGxv",
+            "-_-_IGhlbGxv",
+            "+/+/\nIGhl\r\nbGxv",
+            "data:image/jpeg;base64,+/+/IGhlbGxv",
+        ] {
+            assert_eq!(decode_base64(s, 100).expect(s), want, "{s}");
+        }
+        assert_eq!(decode_base64("aGVsbG8", 100).expect("no pad"), b"hello");
+        for s in ["a", "aGVsbG8=!", "data:image/jpeg,abc", "%%%%"] {
+            let err = decode_base64(s, 100).expect_err(s);
+            assert_eq!(err.code, ErrorCode::InvalidBase64, "{s}");
+        }
+        // 5 bytes over a 4-byte limit.
+        let err = decode_base64("aGVsbG8=", 4).expect_err("too big");
+        assert_eq!(err.code, ErrorCode::ImageTooLarge);
+        // Far too long is refused before decoding.
+        let long = "A".repeat(1000);
+        let err = decode_base64(&long, 100).expect_err("too long");
+        assert_eq!(err.code, ErrorCode::ImageTooLarge);
+    }
+
+    #[test]
+    fn face_type_names() {
+        assert_eq!(FaceType::parse("IDCARD"), Some(FaceType::IdCard));
+        assert_eq!(FaceType::parse("4"), Some(FaceType::Cert));
+        assert_eq!(FaceType::parse("x"), None);
+    }
+
+    #[test]
+    fn first_value_wins_and_trims() {
+        let f = fields(&[("key", " abc "), ("key", "def")]);
+        assert_eq!(f.get("key"), Some("abc"));
+        assert_eq!(f.get("nope"), None);
+    }
+}
