@@ -11,8 +11,8 @@
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
 use facelens_store::{
-    CheckError, IpNet, KeyCheck, RateDecision, RateLimiter, Reservation, Store, Ticket,
-    check_key, unix_now,
+    CheckError, IpNet, KeyCheck, RateDecision, RateLimiter, Reservation, Store, Ticket, check_key,
+    unix_now,
 };
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -74,11 +74,7 @@ pub fn options_for(face_type: FaceType, max_faces: usize, detector_max_side: u32
 
 impl AppState {
     /// Analyse the image named by `source` and return up to `max_faces` faces.
-    pub async fn analyze(
-        &self,
-        source: ImageSource,
-        opts: Options,
-    ) -> Result<Analyzed, FaceError> {
+    pub async fn analyze(&self, source: ImageSource, opts: Options) -> Result<Analyzed, FaceError> {
         let bytes = match source {
             ImageSource::Bytes(b) => b,
             ImageSource::Url(url) => {

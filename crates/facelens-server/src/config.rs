@@ -138,8 +138,8 @@ fn invalid(origin: impl Into<String>, reason: impl ToString) -> ConfigError {
 impl Config {
     /// Defaults, then `file` (if any), then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut value = serde_json::to_value(Config::default())
-            .map_err(|e| invalid("defaults", e))?;
+        let mut value =
+            serde_json::to_value(Config::default()).map_err(|e| invalid("defaults", e))?;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_path_buf(),
@@ -202,7 +202,10 @@ impl Config {
     }
 
     pub fn url_allow_nets(&self) -> Vec<IpNet> {
-        self.url_allow.iter().filter_map(|n| n.parse().ok()).collect()
+        self.url_allow
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect()
     }
 
     pub fn trusted_proxy_nets(&self) -> Vec<IpNet> {

@@ -157,8 +157,15 @@ mod tests {
             .run(|_| -> u32 { panic!("boom") })
             .await
             .expect_err("panicked");
-        assert!(matches!(err, EngineError::Failed(ref m) if m.contains("boom")), "{err}");
-        assert_eq!(e.run(|c| c + 1).await, Ok(6), "the worker survived the panic");
+        assert!(
+            matches!(err, EngineError::Failed(ref m) if m.contains("boom")),
+            "{err}"
+        );
+        assert_eq!(
+            e.run(|c| c + 1).await,
+            Ok(6),
+            "the worker survived the panic"
+        );
     }
 
     #[tokio::test]

@@ -145,9 +145,8 @@ impl Resolve for CheckingResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if addrs.is_empty() {
                 return Err(format!("{host} has no address").into());
             }
@@ -212,7 +211,10 @@ impl Fetcher {
     /// Download `url` under the policy; the error codes are the contract's 200211..200214.
     pub async fn fetch(&self, url: &str) -> Result<Vec<u8>, FaceError> {
         let parsed = reqwest::Url::parse(url.trim()).map_err(|e| {
-            FaceError::new(ErrorCode::UrlDownloadFailed, format!("not a valid URL: {e}"))
+            FaceError::new(
+                ErrorCode::UrlDownloadFailed,
+                format!("not a valid URL: {e}"),
+            )
         })?;
         self.policy
             .check_url(&parsed)

@@ -87,8 +87,7 @@ pub async fn read_fields(req: Request<Body>, max_body: usize) -> Result<Fields, 
     if body.is_empty() {
         return Ok(fields);
     }
-    if ctype.starts_with("application/json") || (ctype.is_empty() && body.first() == Some(&b'{'))
-    {
+    if ctype.starts_with("application/json") || (ctype.is_empty() && body.first() == Some(&b'{')) {
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| malformed(format!("the body is not valid JSON: {e}")))?;
         let serde_json::Value::Object(map) = v else {
@@ -108,8 +107,8 @@ pub async fn read_fields(req: Request<Body>, max_body: usize) -> Result<Fields, 
         fields.push_all(pairs)?;
     } else {
         // application/x-www-form-urlencoded, and what clients send without a content type.
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| malformed("the form body is not UTF-8 text"))?;
+        let text =
+            std::str::from_utf8(&body).map_err(|_| malformed("the form body is not UTF-8 text"))?;
         fields.push_all(parse_query(text)?)?;
     }
     Ok(fields)
@@ -250,9 +249,7 @@ pub fn juhe_params(f: &Fields, max_image_bytes: usize) -> Result<JuheParams, Fac
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=10).contains(n))
-            .ok_or_else(|| {
-                FaceError::new(ErrorCode::InvalidFaceNum, format!("face_num={s:?}"))
-            })?,
+            .ok_or_else(|| FaceError::new(ErrorCode::InvalidFaceNum, format!("face_num={s:?}")))?,
     };
     let face_type = match f.get("face_type") {
         None => FaceType::Live,
@@ -384,12 +381,16 @@ mod tests {
             ("image_type", "4", ErrorCode::InvalidImageType),
             ("image_type", "0", ErrorCode::InvalidImageType),
         ] {
-            let err = juhe_params(&fields(&[("image", "aGVsbG8="), (k, v)]), 100)
-                .expect_err("refused");
+            let err =
+                juhe_params(&fields(&[("image", "aGVsbG8="), (k, v)]), 100).expect_err("refused");
             assert_eq!(err.code, code, "{k}={v}");
         }
         let p = juhe_params(
-            &fields(&[("image", "http://x/y.jpg"), ("image_type", "2"), ("face_num", "10")]),
+            &fields(&[
+                ("image", "http://x/y.jpg"),
+                ("image_type", "2"),
+                ("face_num", "10"),
+            ]),
             100,
         )
         .expect("ok");
@@ -399,7 +400,11 @@ mod tests {
 
     #[test]
     fn missing_image() {
-        for f in [fields(&[]), fields(&[("image", "  ")]), fields(&[("img", "x")])] {
+        for f in [
+            fields(&[]),
+            fields(&[("image", "  ")]),
+            fields(&[("img", "x")]),
+        ] {
             let err = juhe_params(&f, 100).expect_err("missing");
             assert_eq!(err.code, ErrorCode::MissingParameter);
         }

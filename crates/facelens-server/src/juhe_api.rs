@@ -5,10 +5,10 @@
 //! checks: read the fields (200218 / 200203 for an unreadable or oversized body), then the key
 //! and the caller (100xx, see [`crate::access`]), then the fields (2002xx), then the work.
 
+use crate::API_FACE_DETECT;
 use crate::analyze::options_for;
 use crate::input::{juhe_params, read_fields};
 use crate::server::{AnsweredCode, AppState, RequestId};
-use crate::API_FACE_DETECT;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -105,7 +105,13 @@ fn answer_error(st: &AppState, e: &FaceError, request_id: &str) -> Response {
 
 fn ascii_only(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(300)
         .collect()
 }

@@ -9,17 +9,17 @@
 //! "mesh"}` or multipart with a `file` part and the same fields. The key comes from
 //! `Authorization: Bearer <key>`, `X-Api-Key`, or a `key` field.
 
+use crate::API_NATIVE_DETECT;
 use crate::analyze::{Analyzed, options_for};
+use crate::input::FaceType;
 use crate::input::{Fields, ImageSource, decode_base64, read_fields};
 use crate::server::{AnsweredCode, AppState, RequestId};
-use crate::API_NATIVE_DETECT;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
 use facelens_core::types::{Face, Timings};
-use crate::input::FaceType;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -278,8 +278,8 @@ impl Server {
             }
         });
         let state = Arc::clone(&self.state);
-        let app = router(Arc::clone(&self.state))
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            router(Arc::clone(&self.state)).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;

@@ -120,7 +120,10 @@ async fn serve(cfg: Config, backend: &str, threads: usize) -> Result<()> {
         out.flush()?;
     }
     server
-        .serve(Duration::from_secs(cfg.purge_interval_secs), shutdown_signal())
+        .serve(
+            Duration::from_secs(cfg.purge_interval_secs),
+            shutdown_signal(),
+        )
         .await
 }
 
