@@ -9,8 +9,8 @@
 
 use crate::attributes::{AttributeFeatures, AttributeModels, AttributeOptions, Attributor};
 use crate::detect::{Detection, Detector, DetectorConfig};
-use crate::mesh::{FaceMesh, MeshResult, head_pose};
 use crate::heuristics;
+use crate::mesh::{FaceMesh, MeshResult, head_pose};
 use crate::quality;
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
