@@ -7,6 +7,7 @@ use facelens_infer::BackendKind;
 use facelens_vision::{DetectorConfig, Models, Pipeline};
 use std::process::ExitCode;
 
+mod admin_cmd;
 mod detect_cmd;
 mod eval_cmd;
 mod serve_cmd;
@@ -34,6 +35,34 @@ enum Command {
     Detect(detect_cmd::DetectArgs),
     /// Run the HTTP service (the Juhe faceDetect endpoint and the native API).
     Serve(serve_cmd::ServeArgs),
+    /// Manage API keys in the store.
+    Keys {
+        #[command(flatten)]
+        store: admin_cmd::StoreArgs,
+        #[command(subcommand)]
+        cmd: admin_cmd::KeysCommand,
+    },
+    /// Ban and unban client addresses.
+    Ips {
+        #[command(flatten)]
+        store: admin_cmd::StoreArgs,
+        #[command(subcommand)]
+        cmd: admin_cmd::IpsCommand,
+    },
+    /// Maintenance and disable switches of the APIs.
+    Api {
+        #[command(flatten)]
+        store: admin_cmd::StoreArgs,
+        #[command(subcommand)]
+        cmd: admin_cmd::ApiCommand,
+    },
+    /// Usage per key, day and result code.
+    Usage {
+        #[command(flatten)]
+        store: admin_cmd::StoreArgs,
+        #[command(flatten)]
+        args: admin_cmd::UsageArgs,
+    },
     /// Evaluate accuracy on a labelled manifest.
     #[command(subcommand)]
     Eval(eval_cmd::EvalCommand),
@@ -74,6 +103,10 @@ fn main() -> ExitCode {
         Command::Detect(args) => detect_cmd::run(&cli.backend, cli.threads, args),
         Command::Eval(cmd) => eval_cmd::run(&cli.backend, cli.threads, cmd),
         Command::Serve(args) => serve_cmd::run(&cli.backend, cli.threads, args),
+        Command::Keys { store, cmd } => admin_cmd::keys(store, cmd),
+        Command::Ips { store, cmd } => admin_cmd::ips(store, cmd),
+        Command::Api { store, cmd } => admin_cmd::api(store, cmd),
+        Command::Usage { store, args } => admin_cmd::usage(store, args),
     };
     match result {
         Ok(code) => code,
