@@ -20,6 +20,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://...` (many replicas) or `sqlite://...`; empty = SQLite in `data_dir`.
     pub database_url: String,
+    /// PostgreSQL only: keep the tables in this schema (created if missing); empty = the
+    /// connection's default. Lets several deployments share one database.
+    pub database_schema: String,
     /// `redis://...` for rate limits shared by replicas; empty = in-process limits.
     pub redis_url: String,
     /// Refuse calls without a valid API key (10001). Off only for local experiments.
@@ -85,6 +88,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("facelens-data"),
             database_url: String::new(),
+            database_schema: String::new(),
             redis_url: String::new(),
             require_key: true,
             create_first_key: true,

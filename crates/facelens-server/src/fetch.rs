@@ -162,6 +162,12 @@ impl Resolve for CheckingResolver {
     }
 }
 
+/// Install the process-wide TLS crypto provider (ring) that HTTP clients built with this
+/// crate's reqwest need; installing twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The URL fetcher.
 #[derive(Clone)]
 pub struct Fetcher {
@@ -172,8 +178,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(cfg: FetchConfig) -> Result<Self, String> {
-        // rustls needs a process-wide crypto provider; installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let policy = Policy {
             allow: Arc::new(cfg.allow.clone()),
         };

@@ -298,6 +298,7 @@ pub fn store_options(cfg: &Config) -> StoreOptions {
         day_offset_secs: cfg.day_offset_secs,
         test_daily_limit: Some(cfg.test_daily_limit),
         test_total_limit: Some(cfg.test_total_limit),
+        pg_schema: (!cfg.database_schema.is_empty()).then(|| cfg.database_schema.clone()),
         ..StoreOptions::default()
     }
 }

@@ -31,6 +31,9 @@ pub struct StoreArgs {
     /// postgres://... (takes precedence over --data-dir).
     #[arg(long, env = "FACELENS_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// PostgreSQL schema of the tables (as `database_schema` of the service).
+    #[arg(long, env = "FACELENS_DATABASE_SCHEMA", global = true)]
+    pub database_schema: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -42,7 +45,11 @@ impl StoreArgs {
             Some(u) if !u.is_empty() => u.clone(),
             _ => self.data_dir.display().to_string(),
         };
-        facelens_store::open(&location, StoreOptions::default())
+        let opts = StoreOptions {
+            pg_schema: self.database_schema.clone().filter(|s| !s.is_empty()),
+            ..StoreOptions::default()
+        };
+        facelens_store::open(&location, opts)
             .await
             .context("opening the store")
     }
