@@ -1,9 +1,10 @@
 //! Who may call, and how much: the key check, the per-IP rate, and the quota reservation.
 //!
-//! The order is fixed and documented (docs/api.md): per-IP rate (10011) first, so a flood is
-//! turned away before it costs a store lookup; then the store's key check (API switch
+//! The order is fixed and documented (docs/operations.md): per-IP rate (10011) first, so a
+//! flood is turned away before it costs a store lookup; then the store's key check (API switch
 //! 10020/10021, banned IP 10008, unknown / banned / pending / expired key, API not allowed,
-//! source not allowed, openid); then one unit of quota is reserved (10012/10013). The
+//! source not allowed, openid); then one unit of quota is reserved (10012/10013). Refusals of
+//! a known key are recorded in its usage (they never count against its quota). The
 //! reservation is finished with the request's outcome, which decides whether it counts
 //! (facelens_store::counts_against_quota). A request dropped half-way (client gone) releases
 //! its unit from a drop guard, so nothing is ever counted without a recorded outcome.
@@ -11,7 +12,7 @@
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
 use facelens_store::{
-    CheckError, IpNet, KeyCheck, RateDecision, RateLimiter, Reservation, Store, Ticket, check_key,
+    IpNet, KeyCheck, RateDecision, RateLimiter, Reservation, Store, Ticket, check_key_record,
     unix_now,
 };
 use std::net::{IpAddr, SocketAddr};
@@ -163,20 +164,36 @@ impl Gate {
             openid,
             now,
         };
-        let record = check_key(self.store.as_ref(), &check)
-            .await
-            .map_err(|e| match e {
-                CheckError::Refused(code) => FaceError::from(code),
-                CheckError::Store(s) => FaceError::new(ErrorCode::Internal, s.to_string()),
-            })?;
+        let internal =
+            |e: facelens_store::StoreError| FaceError::new(ErrorCode::Internal, e.to_string());
+        // The store's key check, step by step (same order as facelens_store::check_key), so
+        // that refusals of a known key are recorded in its usage.
+        if let Some(code) = self.store.api_state(api).await.map_err(internal)?.refusal() {
+            return Err(code.into());
+        }
+        if self.store.is_ip_banned(caller.ip).await.map_err(internal)? {
+            return Err(ErrorCode::BannedIp.into());
+        }
+        let Some(record) = self.store.find_key(check.key).await.map_err(internal)? else {
+            return Err(ErrorCode::UnknownKey.into());
+        };
+        let refused = |code: ErrorCode| async move {
+            if let Err(e) = self.store.record_usage(record.id, now, code.code()).await {
+                tracing::error!("recording usage failed: {e}");
+            }
+            Err(FaceError::from(code))
+        };
+        if let Err(code) = check_key_record(&record, &check) {
+            return refused(code).await;
+        }
         match self.store.reserve(record.id, now).await {
             Ok(Reservation::Granted(ticket)) => Ok(Admission {
                 store: Arc::clone(&self.store),
                 ticket: Some(ticket),
                 key_id: Some(record.id),
             }),
-            Ok(Reservation::Denied(hit)) => Err(hit.code().into()),
-            Err(e) => Err(FaceError::new(ErrorCode::Internal, e.to_string())),
+            Ok(Reservation::Denied(hit)) => refused(hit.code()).await,
+            Err(e) => Err(internal(e)),
         }
     }
 }

@@ -76,10 +76,11 @@ pub struct Config {
     pub test_total_limit: i64,
     /// Attributes never computed nor returned (e.g. `["race", "beauty"]`).
     pub attributes_off: Vec<String>,
-    /// How long a request may take end to end before the server gives up, milliseconds.
-    pub request_timeout_ms: u64,
     /// Log lines as JSON objects instead of text.
     pub log_json: bool,
+    /// Bearer token of the admin HTTP API (`/admin/v1/...`); empty = the admin API is off.
+    /// Never a public API key.
+    pub admin_token: String,
 }
 
 impl Default for Config {
@@ -114,8 +115,8 @@ impl Default for Config {
             test_daily_limit: 100,
             test_total_limit: 1000,
             attributes_off: Vec::new(),
-            request_timeout_ms: 60_000,
             log_json: false,
+            admin_token: String::new(),
         }
     }
 }
@@ -180,6 +181,9 @@ impl Config {
                 "max_body_bytes",
                 "must be at least max_image_bytes (> 0)",
             ));
+        }
+        if !self.admin_token.is_empty() && self.admin_token.len() < 16 {
+            return Err(invalid("admin_token", "must be at least 16 characters"));
         }
         if self.token_ttl_secs == 0 {
             return Err(invalid("token_ttl_secs", "must be > 0"));

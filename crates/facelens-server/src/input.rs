@@ -318,11 +318,13 @@ pub fn decode_base64(s: &str, max_image_bytes: usize) -> Result<Vec<u8>, FaceErr
     };
     // Base64 is 4/3 of the bytes: refuse before decoding what cannot fit.
     let max_encoded = max_image_bytes.div_ceil(3) * 4;
+    // A space is a `+` that a form decoder turned into a space (the client forgot to
+    // url-encode); base64 itself never holds spaces. Line breaks are wrapping: dropped.
     let compact: Vec<u8> = s
         .bytes()
-        .filter(|b| !b.is_ascii_whitespace())
+        .filter(|b| *b == b' ' || !b.is_ascii_whitespace())
         .map(|b| match b {
-            b'-' => b'+',
+            b'-' | b' ' => b'+',
             b'_' => b'/',
             b => b,
         })
@@ -417,6 +419,7 @@ mod tests {
             "+/+/IGhlbGxv",
             "-_-_IGhlbGxv",
             "+/+/\nIGhl\r\nbGxv",
+            " / /IGhlbGxv",
             "data:image/jpeg;base64,+/+/IGhlbGxv",
         ] {
             assert_eq!(decode_base64(s, 100).expect(s), want, "{s}");

@@ -8,6 +8,7 @@
 //! facelens-core.
 
 pub mod access;
+mod admin;
 pub mod analyze;
 pub mod config;
 pub mod engine;

@@ -37,6 +37,7 @@ pub struct AppState {
     pub(crate) max_image_bytes: usize,
     pub(crate) detector_max_side: u32,
     pub(crate) backend: String,
+    pub(crate) admin_token: Option<String>,
     ready: AtomicBool,
     started: Instant,
 }
@@ -102,6 +103,7 @@ impl AppState {
             max_image_bytes: cfg.max_image_bytes,
             detector_max_side: cfg.detector_max_side,
             backend: backend.to_string(),
+            admin_token: (!cfg.admin_token.is_empty()).then(|| cfg.admin_token.clone()),
             ready: AtomicBool::new(true),
             started: Instant::now(),
         })
@@ -127,7 +129,12 @@ pub struct AnsweredCode(pub u32);
 
 /// All routes.
 pub fn router(state: Arc<AppState>) -> Router {
+    let admin = match &state.admin_token {
+        Some(token) => crate::admin::routes(token.clone()),
+        None => Router::new(),
+    };
     Router::new()
+        .merge(admin)
         .route(
             "/faceDetect/index",
             get(crate::juhe_api::face_detect).post(crate::juhe_api::face_detect),

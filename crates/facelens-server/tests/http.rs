@@ -742,3 +742,102 @@ async fn every_system_code_through_http() {
     assert!(codes.contains(&10011), "{codes:?}");
     assert_eq!(codes[0], 200216);
 }
+
+#[tokio::test]
+async fn admin_api_is_off_by_default_and_token_guarded() {
+    let off = start(|_| {}).await;
+    let r = off
+        .client
+        .get(off.url("/admin/v1/keys"))
+        .header("authorization", format!("Bearer {}", off.key))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404, "no admin API unless configured");
+
+    let token = "admin-token-0123456789";
+    let s = start(|c| c.admin_token = token.into()).await;
+    let admin = |m: reqwest::Method, p: &str| {
+        s.client
+            .request(m, s.url(p))
+            .header("authorization", format!("Bearer {token}"))
+    };
+    for auth in [
+        String::new(),
+        format!("Bearer {}", s.key),
+        "Bearer wrong".into(),
+    ] {
+        let r = s
+            .client
+            .get(s.url("/admin/v1/keys"))
+            .header("authorization", auth)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 401, "a public key never opens the admin API");
+    }
+    let r = admin(reqwest::Method::POST, "/admin/v1/keys")
+        .json(&serde_json::json!({"name": "via http", "daily_quota": 1}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.expect("json");
+    let key = created["key"].as_str().expect("key").to_string();
+    let id = created["id"].as_i64().expect("id");
+    let flat = b64(&flat_png(60, 60));
+    let call = |k: String| {
+        let s = &s;
+        let flat = flat.clone();
+        async move { code(&s.juhe_form(&[("image", &flat), ("key", &k)]).await) }
+    };
+    assert_eq!(call(key.clone()).await, 200216);
+    assert_eq!(call(key.clone()).await, 10012);
+    let r = admin(reqwest::Method::PATCH, &format!("/admin/v1/keys/{id}"))
+        .json(&serde_json::json!({"daily_quota": null}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(call(key.clone()).await, 200216, "quota lifted");
+    let r = admin(reqwest::Method::POST, &format!("/admin/v1/keys/{id}/ban"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(call(key.clone()).await, 10009);
+    let r = admin(reqwest::Method::POST, "/admin/v1/apis/faceDetect")
+        .json(&serde_json::json!({"state": "maintenance"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(call(s.key.clone()).await, 10020);
+    let usage: Value = admin(
+        reqwest::Method::GET,
+        &format!("/admin/v1/usage?key={id}&days=1"),
+    )
+    .send()
+    .await
+    .expect("send")
+    .json()
+    .await
+    .expect("json");
+    let total: i64 = usage
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["count"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 4, "four calls of that key recorded: {usage}");
+    let r = admin(reqwest::Method::DELETE, &format!("/admin/v1/keys/{id}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let r = admin(reqwest::Method::GET, &format!("/admin/v1/keys/{id}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404);
+}
