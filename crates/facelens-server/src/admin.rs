@@ -95,12 +95,8 @@ mod double_option {
     }
 }
 
-fn parse_status(s: &Option<String>) -> Result<Option<KeyStatus>, Response> {
-    s.as_deref()
-        .map(|s| {
-            s.parse::<KeyStatus>()
-                .map_err(|e| err(StatusCode::BAD_REQUEST, e.to_string()))
-        })
+fn parse_status(s: Option<&str>) -> Result<Option<KeyStatus>, String> {
+    s.map(|s| s.parse::<KeyStatus>().map_err(|e| e.to_string()))
         .transpose()
 }
 
@@ -112,9 +108,9 @@ async fn list_keys(State(st): State<Arc<AppState>>) -> Response {
 }
 
 async fn create_key(State(st): State<Arc<AppState>>, Json(b): Json<KeyBody>) -> Response {
-    let status = match parse_status(&b.status) {
+    let status = match parse_status(b.status.as_deref()) {
         Ok(s) => s.unwrap_or(KeyStatus::Active),
-        Err(r) => return r,
+        Err(m) => return err(StatusCode::BAD_REQUEST, m),
     };
     let new = NewKey {
         name: b.name.unwrap_or_default(),
@@ -161,9 +157,9 @@ async fn update_key(
     Path(id): Path<i64>,
     Json(b): Json<KeyBody>,
 ) -> Response {
-    let status = match parse_status(&b.status) {
+    let status = match parse_status(b.status.as_deref()) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(m) => return err(StatusCode::BAD_REQUEST, m),
     };
     let u = KeyUpdate {
         name: b.name,
