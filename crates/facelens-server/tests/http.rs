@@ -841,3 +841,47 @@ async fn admin_api_is_off_by_default_and_token_guarded() {
         .expect("send");
     assert_eq!(r.status(), 404);
 }
+
+/// The client in scripts/juhe_client.py was written from the original Juhe document only
+/// (form POST, base64 then url-encode); it must get the documented JSON.
+#[tokio::test]
+async fn a_client_written_from_the_original_document() {
+    let Some(dir) = evaldata() else {
+        eprintln!("skipped: evaldata not found");
+        return;
+    };
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/juhe_client.py");
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: python3 not found");
+        return;
+    }
+    let s = start(|_| {}).await;
+    for (image, faces) in [(FACE, "1"), (CROWD, "3")] {
+        let out = tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg(dir.join(image))
+            .args(["--base", &s.base, "--key", &s.key, "--face-num", faces])
+            .output()
+            .await
+            .expect("run the client");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("the client prints JSON");
+        assert_eq!(code(&v), 0, "{v}");
+        assert_eq!(v["reason"], "success");
+        let list = v["result"]["face_list"].as_array().expect("face_list");
+        assert_eq!(list.len().to_string(), faces);
+        assert_eq!(v["result"]["face_num"], list.len());
+        for f in list {
+            assert_contract_face(f);
+        }
+    }
+}
