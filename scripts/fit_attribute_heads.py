@@ -16,6 +16,8 @@ Heads:
               CelebA `smiling` and the visual `expression` labels (smile/laugh = smiling).
   age.json    years from the dlib expected age and GEAR's 7 age-bin probabilities, an L1 (least
               absolute deviation) linear regression on the random UTKFace sample.
+  gender      (no head shipped: it did not beat dlib alone) CV accuracy of a logistic head over the
+              dlib and GEAR gender logits, alone and with age interactions, on the UTKFace sample.
   race.json   (not shipped: it did not beat the fixed mapping) the contract's [yellow, white, black, arabs] from GEAR's 5 log-probabilities.
               Trained on the random UTKFace sample (asian->yellow, indian/others->arabs).
 The feature order here must match crates/facelens-vision/src/attributes/mod.rs.
@@ -214,6 +216,28 @@ def main():
                  "bias": 0.0}
             json.dump(h, open("models/heads/age.json", "w"), indent=1)
             print("wrote models/heads/age.json")
+
+    # ---- gender: dlib + GEAR logit fusion (reported only; dlib alone is shipped)
+    rows = [(r["features"], r["labels"]) for r in found
+            if r["file"].startswith("attributes/utkface/") and "gender" in r["labels"]
+            and "dlib_male" in r["features"] and "gear_male" in r["features"]]
+    if rows:
+        logit = lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1))
+        d = logit(np.array([f["dlib_male"] for f, _ in rows]))
+        g = logit(np.array([f["gear_male"] for f, _ in rows]))
+        la = np.log1p(np.array([f.get("dlib_age", 30.0) for f, _ in rows]))
+        y = np.array([int(lab["gender"] == "male") for _, lab in rows])
+        age = np.array([lab["age"] for _, lab in rows])
+        strata = [f"{t}:{min(a // 10, 8)}" for t, a in zip(y, age)]
+        kid = age <= 12
+        base = (d >= 0) == y
+        print(f"gender, 5-fold CV accuracy on UTKFace (n={len(y)}; dlib alone {base.mean():.4f}, "
+              f"0-12 {base[kid].mean():.4f}):")
+        for name, x in (("dlib+GEAR logits", np.stack([d, g], 1)),
+                        ("... x log(1+dlib age)", np.stack([d, g, d * la, g * la, la], 1))):
+            pred = cross_validate(x, y, 2, strata, 1e-3)
+            c = (pred[:, 1] >= 0.5) == y
+            print(f"  {name:24s} all={c.mean():.4f} 0-12={c[kid].mean():.4f} 13+={c[~kid].mean():.4f}")
 
     # ---- race
     labels = ["yellow", "white", "black", "arabs"]

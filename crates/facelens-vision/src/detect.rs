@@ -68,7 +68,18 @@ pub struct DetectorConfig {
     /// At most this many faces are returned.
     pub max_faces: usize,
     pub passes: Vec<Pass>,
+    /// Lower confidence accepted by [`Detector::detect_with_retry`]'s padded retry, and only for
+    /// a face that fills the frame (see [`RETRY_MIN_FILL`]), when the retry finds nothing at
+    /// `score_threshold` either. Close-ups and drawn faces without context score low; a box
+    /// that covers most of an image in which nothing else was found is rarely a false alarm.
+    /// Crowd photos are unaffected: the retry runs only when the normal pass found nothing.
+    pub retry_score_threshold: f32,
 }
+
+/// A low-confidence retry detection (see [`DetectorConfig::retry_score_threshold`]) is kept only
+/// when its box, clipped to the image, spans at least this fraction of the image's width or
+/// height (the longer of the two ratios).
+pub const RETRY_MIN_FILL: f32 = 0.5;
 
 impl DetectorConfig {
     /// One pass, long side in `[320, max_side]`.
@@ -78,6 +89,7 @@ impl DetectorConfig {
             nms_iou: 0.4,
             pre_nms_top_k: 5000,
             max_faces: 200,
+            retry_score_threshold: RETRY_SCORE_THRESHOLD,
             passes: vec![Pass {
                 scale: PassScale::LongSide {
                     min: 320.min(max_side),
@@ -98,6 +110,7 @@ impl DetectorConfig {
             nms_iou: 0.4,
             pre_nms_top_k: 5000,
             max_faces: 1000,
+            retry_score_threshold: RETRY_SCORE_THRESHOLD,
             passes: vec![
                 Pass {
                     scale: PassScale::Factor {
@@ -130,6 +143,9 @@ impl DetectorConfig {
         }
     }
 }
+
+/// Default [`DetectorConfig::retry_score_threshold`].
+pub const RETRY_SCORE_THRESHOLD: f32 = 0.3;
 
 /// RetinaFace priors (biubug6 layout): per stride, per cell row-major, per anchor size.
 const STEPS: [(u32, [f32; 2]); 3] = [(8, [16.0, 32.0]), (16, [64.0, 128.0]), (32, [256.0, 512.0])];
@@ -199,7 +215,9 @@ impl Detector {
     }
 
     /// Detect; when nothing is found, retry with the image centred on a padded canvas (a face
-    /// that fills the frame has no context and is often missed otherwise).
+    /// that fills the frame has no context and is often missed otherwise). If the retry finds
+    /// nothing at `cfg.score_threshold` either, it accepts faces down to
+    /// `cfg.retry_score_threshold` whose box fills the frame ([`RETRY_MIN_FILL`]).
     pub fn detect_with_retry(
         &self,
         img: &Rgb,
@@ -212,7 +230,12 @@ impl Detector {
         let (w, h) = img.dimensions();
         let pad = (w.max(h) as f32 * 0.4).round() as u32;
         let canvas = pad_canvas(img, pad);
-        let mut dets = self.detect(&canvas, cfg)?;
+        let low = cfg.retry_score_threshold.min(cfg.score_threshold);
+        let retry_cfg = DetectorConfig {
+            score_threshold: low,
+            ..cfg.clone()
+        };
+        let mut dets = self.detect(&canvas, &retry_cfg)?;
         let off = pad as f32;
         for d in &mut dets {
             // The canvas holds the whole image, so boxes leaving the image were clipped to the
@@ -225,7 +248,7 @@ impl Detector {
                 p.y -= off;
             }
         }
-        Ok(dets)
+        Ok(keep_retry(dets, cfg.score_threshold, w as f32, h as f32))
     }
 
     fn run_scaled(
@@ -347,6 +370,24 @@ impl Detector {
     }
 }
 
+/// The retry's detections as the normal threshold would keep them; only when there are none,
+/// the low-confidence ones that fill the frame (so a weak large box never displaces a confident
+/// face, and small weak boxes are never accepted).
+fn keep_retry(mut dets: Vec<Detection>, threshold: f32, w: f32, h: f32) -> Vec<Detection> {
+    if dets.iter().any(|d| d.score > threshold) {
+        dets.retain(|d| d.score > threshold);
+    } else {
+        dets.retain(|d| fills_frame(&d.bbox, w, h));
+    }
+    dets
+}
+
+/// Whether `b` (in image coordinates, clipped) spans at least [`RETRY_MIN_FILL`] of the image's
+/// width or height.
+fn fills_frame(b: &Rect, w: f32, h: f32) -> bool {
+    w > 0.0 && h > 0.0 && (b.width() / w).max(b.height() / h) >= RETRY_MIN_FILL
+}
+
 fn priors_count(pw: u32, ph: u32) -> usize {
     STEPS
         .iter()
@@ -380,6 +421,33 @@ mod tests {
     fn prior_count_matches_model_output_layout() {
         // 640x480 gives 12600 priors (checked against the model's output shape).
         assert_eq!(priors_count(640, 480), 12600);
+    }
+
+    fn det(score: f32, bbox: Rect) -> Detection {
+        Detection {
+            bbox,
+            score,
+            landmarks: [Point::default(); 5],
+            completeness: 1.0,
+        }
+    }
+
+    #[test]
+    fn retry_keeps_weak_faces_only_when_they_fill_the_frame_and_nothing_confident_exists() {
+        let big = Rect::new(5.0, 5.0, 60.0, 62.0);
+        let small = Rect::new(5.0, 5.0, 20.0, 20.0);
+        // A confident face: weak ones are dropped, even a large one.
+        let kept = keep_retry(vec![det(0.35, big), det(0.9, small)], 0.5, 64.0, 64.0);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].score, 0.9);
+        // Nothing confident: the weak face that fills the frame is kept, the small one is not.
+        let kept = keep_retry(vec![det(0.35, big), det(0.4, small)], 0.5, 64.0, 64.0);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].bbox, big);
+        assert!(keep_retry(vec![det(0.4, small)], 0.5, 64.0, 64.0).is_empty());
+        // The defaults enable it for both profiles.
+        assert!(DetectorConfig::fast(640).retry_score_threshold < 0.5);
+        assert!(DetectorConfig::accurate().retry_score_threshold < 0.5);
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct AttributesArgs {
     /// Longest image side the (fast, service default) detector profile works at.
     #[arg(long, default_value_t = 640)]
     pub max_side: u32,
+    /// Lowest detector score the padded retry accepts for a face that fills the frame (default:
+    /// the library's; 0.5 switches the low-confidence retry off).
+    #[arg(long)]
+    pub retry_threshold: Option<f32>,
 }
 
 /// What the pipeline said about one image.
@@ -78,11 +82,14 @@ pub fn run(backend: &str, threads: usize, a: AttributesArgs) -> Result<ExitCode>
         .clone()
         .unwrap_or_else(|| super::default_root(&a.manifest));
     let (pipeline, backend_name) = crate::load_pipeline(backend, threads)?;
-    let opts = facelens_vision::Options {
+    let mut opts = facelens_vision::Options {
         max_faces: 1,
         detector: facelens_vision::DetectorConfig::fast(a.max_side),
         ..facelens_vision::Options::default()
     };
+    if let Some(t) = a.retry_threshold {
+        opts.detector.retry_score_threshold = t;
+    }
     let limits = DecodeLimits {
         max_file_bytes: usize::MAX,
         ..DecodeLimits::default()
@@ -142,6 +149,7 @@ pub fn run(backend: &str, threads: usize, a: AttributesArgs) -> Result<ExitCode>
         "threads": threads,
         "detector_profile": "fast",
         "max_side": a.max_side,
+        "retry_score_threshold": opts.detector.retry_score_threshold,
         "images": outcomes.len(),
         "images_per_second": outcomes.len() as f64 / wall,
         "median_attributes_ms_per_face": attr_ms.get(attr_ms.len() / 2),
