@@ -10,14 +10,17 @@
 pub mod access;
 mod admin;
 pub mod analyze;
+mod baidu;
 pub mod config;
 pub mod engine;
 pub mod fetch;
 pub mod input;
 mod juhe_api;
+mod metrics;
 mod native;
 pub mod openapi;
 mod server;
+mod web;
 
 pub use config::Config;
 pub use server::{AppState, Server, router, store_options};

@@ -135,6 +135,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     };
     Router::new()
         .merge(admin)
+        .merge(crate::web::routes())
+        .merge(crate::baidu::routes())
+        .merge(crate::metrics::routes())
         .route(
             "/faceDetect/index",
             get(crate::juhe_api::face_detect).post(crate::juhe_api::face_detect),
