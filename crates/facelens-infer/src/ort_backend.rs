@@ -191,6 +191,11 @@ impl SessionFactory {
             let mut builder = Session::builder(&self.env)
                 .map_err(|e| e.to_string())?
                 .with_prepacked_weights(&self.prepacked)
+                .map_err(|e| e.to_string())?
+                // Idle intra-op threads sleep instead of spinning: a request runs six small
+                // models in a row and several requests share the cores, so spinning threads
+                // only steal time from the ones with work.
+                .with_intra_op_spinning(false)
                 .map_err(|e| e.to_string())?;
             if self.threads > 0 {
                 builder = builder

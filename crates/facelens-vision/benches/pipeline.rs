@@ -15,10 +15,10 @@ use divan::{Bencher, black_box};
 use facelens_imaging::{DecodeLimits, Rgb, decode, encode_jpeg};
 use facelens_infer::{BackendKind, create_backend};
 use facelens_vision::attributes::AttributeOptions;
+use facelens_vision::attributes::Attributor;
 use facelens_vision::detect::{Detection, DetectorConfig};
 use facelens_vision::mesh::FaceMesh;
 use facelens_vision::pipeline::{Models, Options, Pipeline};
-use facelens_vision::attributes::Attributor;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
@@ -62,8 +62,7 @@ fn crop_resize(img: &Rgb, w: u32, h: u32) -> Rgb {
     } else {
         (iw, iw * h / w)
     };
-    let cropped =
-        image::imageops::crop_imm(img, (iw - cw) / 2, (ih - ch) / 2, cw, ch).to_image();
+    let cropped = image::imageops::crop_imm(img, (iw - cw) / 2, (ih - ch) / 2, cw, ch).to_image();
     image::imageops::resize(&cropped, w, h, image::imageops::FilterType::Lanczos3)
 }
 
@@ -82,7 +81,9 @@ static FIXTURE: LazyLock<Option<Fixture>> = LazyLock::new(|| {
     let models = Models::load_embedded(backend.as_ref()).ok()?;
     let pipeline = Pipeline::new(models.clone()).ok()?;
     let limits = DecodeLimits::default();
-    let src = decode(&std::fs::read(root.join(ONE_FACE)).ok()?, &limits).ok()?.image;
+    let src = decode(&std::fs::read(root.join(ONE_FACE)).ok()?, &limits)
+        .ok()?
+        .image;
     let jpegs: Vec<Vec<u8>> = SIZES
         .iter()
         .map(|s| {

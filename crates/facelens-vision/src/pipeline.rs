@@ -7,7 +7,9 @@
 //! contract's `face_num`), so a crowd photo asking for one face pays for one mesh (and one set
 //! of attribute model runs).
 
-use crate::attributes::{AttributeFeatures, AttributeModels, AttributeOptions, Attributor};
+use crate::attributes::{
+    AttributeFeatures, AttributeModels, AttributeOptions, Attributor, FaceInput,
+};
 use crate::detect::{Detection, Detector, DetectorConfig};
 use crate::heuristics;
 use crate::mesh::{FaceMesh, MeshResult, head_pose};
@@ -138,14 +140,21 @@ impl Pipeline {
         }
         timings.landmarks_ms = ms(t);
         let t = Instant::now();
+        // Every attribute model runs once for all the faces (batched), then the heuristics.
+        let model_attrs = if opts.attributes.any_model() {
+            let inputs: Vec<FaceInput<'_>> = meshed
+                .iter()
+                .map(|(d, mesh)| FaceInput {
+                    landmarks: &d.landmarks,
+                    mesh: Some(mesh),
+                })
+                .collect();
+            self.attributor.run_batch(img, &inputs, &opts.attributes)?
+        } else {
+            vec![Default::default(); meshed.len()]
+        };
         let mut faces = Vec::with_capacity(meshed.len());
-        for (d, mesh) in meshed {
-            let (attributes, features) = if opts.attributes.any_model() {
-                self.attributor
-                    .run(img, &d.landmarks, Some(&mesh), &opts.attributes)?
-            } else {
-                Default::default()
-            };
+        for ((d, mesh), (attributes, features)) in meshed.into_iter().zip(model_attrs) {
             let det_score = d.score;
             let bbox = d.bbox;
             let mut face = self.face_from(img, d, &mesh, opts);

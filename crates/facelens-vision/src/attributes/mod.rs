@@ -217,30 +217,72 @@ impl Attributor {
         mesh: Option<&MeshResult>,
         opts: &AttributeOptions,
     ) -> Result<(Attributes, AttributeFeatures), InferError> {
-        let mut a = Attributes::default();
-        let mut f = AttributeFeatures {
-            landmarks: landmarks.map(|p| [p.x, p.y]),
-            ..AttributeFeatures::default()
-        };
+        let mut all = self.run_batch(img, &[FaceInput { landmarks, mesh }], opts)?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// Model-based attributes of several faces of one image. Each model runs once over the
+    /// views of every face (in batches of at most [`MAX_BATCH`] views), not once per face.
+    /// The result has one entry per face, in order.
+    pub fn run_batch(
+        &self,
+        img: &Rgb,
+        faces: &[FaceInput<'_>],
+        opts: &AttributeOptions,
+    ) -> Result<Vec<(Attributes, AttributeFeatures)>, InferError> {
+        let mut out: Vec<(Attributes, AttributeFeatures)> = faces
+            .iter()
+            .map(|f| {
+                (
+                    Attributes::default(),
+                    AttributeFeatures {
+                        landmarks: f.landmarks.map(|p| [p.x, p.y]),
+                        ..AttributeFeatures::default()
+                    },
+                )
+            })
+            .collect();
+        if faces.is_empty() {
+            return Ok(out);
+        }
+        let lms: Vec<[Point; 5]> = faces.iter().map(|f| *f.landmarks).collect();
         if (opts.race || opts.age)
             && let Some(m) = &self.models.gear
         {
-            self.run_gear(m, img, landmarks, &mut f)?;
+            let tpl = scaled_template(&UTKFACE_200, 200.0, GEAR_SIZE as f32, GEAR_PADDING);
+            let per_face = run_views(
+                m,
+                img,
+                &lms,
+                &[tpl],
+                GEAR_SIZE,
+                false,
+                |c| batch_nhwc(c, 1.0 / 255.0),
+                Layout::Nhwc,
+            )?;
+            for ((_, f), outputs) in out.iter_mut().zip(per_face) {
+                if let Some(outputs) = outputs {
+                    gear_features(m, &outputs, f);
+                }
+            }
         }
-        if opts.race
-            && let Some(p) = f.gear_race.as_deref().and_then(race::to_contract)
-            && let Some((i, prob)) = emotion::argmax(&p)
-        {
-            a.race = Some(Labelled::new(race::CONTRACT_RACES[i], prob));
+        if opts.race {
+            for (a, f) in &mut out {
+                if let Some(p) = f.gear_race.as_deref().and_then(race::to_contract)
+                    && let Some((i, prob)) = emotion::argmax(&p)
+                {
+                    a.race = Some(Labelled::new(race::CONTRACT_RACES[i], prob));
+                }
+            }
         }
         if opts.age
             && let Some(m) = &self.models.age
         {
             let tpls = AGE_PADDINGS.map(|pad| dlib_chip_template(AGE_SIZE as f32, pad));
-            if let Some(p) = run_crops(
+            let per_face = run_views(
                 m,
                 img,
-                landmarks,
+                &lms,
                 &tpls,
                 AGE_SIZE,
                 opts.flip,
@@ -254,7 +296,11 @@ impl Attributor {
                     )
                 },
                 Layout::Nchw,
-            )? {
+            )?;
+            for ((a, f), outputs) in out.iter_mut().zip(per_face) {
+                let Some(p) = outputs.and_then(|o| o.into_iter().next()) else {
+                    continue;
+                };
                 f.dlib_age = age_gender::dlib_expected_age(&p);
                 a.age = match (f.dlib_age, f.gear_age.as_deref(), &self.age_head) {
                     (Some(d), Some(g), Some(h)) => h
@@ -269,10 +315,10 @@ impl Attributor {
             && let Some(m) = &self.models.gender
         {
             let tpl = dlib_chip_template(GENDER_SIZE as f32, DLIB_PADDING);
-            if let Some(p) = run_crops(
+            let per_face = run_views(
                 m,
                 img,
-                landmarks,
+                &lms,
                 &[tpl],
                 GENDER_SIZE,
                 opts.flip,
@@ -286,33 +332,44 @@ impl Attributor {
                     )
                 },
                 Layout::Nchw,
-            )? && p.len() == 2
-            {
-                let p_male = p[1] / (p[0] + p[1]).max(1e-9);
-                f.dlib_male = Some(p_male);
-                let (g, prob) = age_gender::gender_label(p_male);
-                a.gender = Some(Labelled::new(g, prob));
+            )?;
+            for ((a, f), outputs) in out.iter_mut().zip(per_face) {
+                if let Some(p) = outputs.and_then(|o| o.into_iter().next())
+                    && p.len() == 2
+                {
+                    let p_male = p[1] / (p[0] + p[1]).max(1e-9);
+                    f.dlib_male = Some(p_male);
+                    let (g, prob) = age_gender::gender_label(p_male);
+                    a.gender = Some(Labelled::new(g, prob));
+                }
             }
         }
         if (opts.emotion || opts.expression) && !self.models.emotion.is_empty() {
             let tpl = scaled_template(&FER_48, 48.0, EMOTION_SIZE as f32, EMOTION_PADDING);
             for m in &self.models.emotion {
-                if let Some(p) = run_crops(
+                let per_face = run_views(
                     m,
                     img,
-                    landmarks,
+                    &lms,
                     &[tpl],
                     EMOTION_SIZE,
                     opts.flip,
                     |c| batch_grey(c, |g| (g - 0.5) * 2.0),
                     Layout::Grey,
-                )? && p.len() == emotion::EMOTIONS.len()
-                {
-                    f.emotion_models.push(p);
+                )?;
+                for ((_, f), outputs) in out.iter_mut().zip(per_face) {
+                    if let Some(p) = outputs.and_then(|o| o.into_iter().next())
+                        && p.len() == emotion::EMOTIONS.len()
+                    {
+                        f.emotion_models.push(p);
+                    }
                 }
             }
-            f.mouth = mesh.and_then(emotion::mouth);
-            if let Some(p) = emotion::average(&f.emotion_models) {
+            for ((a, f), face) in out.iter_mut().zip(faces) {
+                f.mouth = face.mesh.and_then(emotion::mouth);
+                let Some(p) = emotion::average(&f.emotion_models) else {
+                    continue;
+                };
                 if opts.emotion
                     && let Some((i, prob)) = emotion::argmax(&p)
                 {
@@ -332,88 +389,119 @@ impl Attributor {
                 }
             }
         }
-        Ok((a, f))
+        Ok(out)
     }
+}
 
-    fn run_gear(
-        &self,
-        m: &Arc<dyn Model>,
-        img: &Rgb,
-        landmarks: &[Point; 5],
-        f: &mut AttributeFeatures,
-    ) -> Result<(), InferError> {
-        let tpl = scaled_template(&UTKFACE_200, 200.0, GEAR_SIZE as f32, GEAR_PADDING);
-        let Some((crop, _)) = aligned_f32(img, landmarks, &tpl, GEAR_SIZE) else {
-            return Ok(());
-        };
-        let n = GEAR_SIZE as usize;
-        let input = Tensor {
-            shape: vec![1, n, n, 3],
-            data: batch_nhwc(&[&crop], 1.0 / 255.0),
-        };
-        let out = m.run(&input)?;
-        let get = |name: &str, fallback: usize| {
-            m.output_index(name)
-                .or(Some(fallback))
-                .and_then(|i| out.get(i))
-                .map(|t| t.data.clone())
-        };
-        f.gear_race = get("race_output", 0).filter(|v| v.len() == 5);
-        f.gear_male = get("gender_output", 1)
-            .filter(|v| v.len() == 2)
-            .map(|v| v[0] / (v[0] + v[1]).max(1e-9));
-        f.gear_age = get("age_output", 2).filter(|v| v.len() == 7);
-        Ok(())
-    }
+/// One face handed to [`Attributor::run_batch`].
+#[derive(Clone, Copy)]
+pub struct FaceInput<'a> {
+    /// The five detector landmarks the crops are aligned on.
+    pub landmarks: &'a [Point; 5],
+    /// The face mesh (for the mouth geometry of the expression), when computed.
+    pub mesh: Option<&'a MeshResult>,
+}
+
+/// Most views (crops) per model run: bounds the activation memory of a crowd photo (GEAR holds
+/// ~13 MB of activations per view) while keeping batches large enough to amortise a run.
+pub const MAX_BATCH: usize = 16;
+
+/// GEAR's three heads for one face, by output name (graph order as a fallback).
+fn gear_features(m: &Arc<dyn Model>, outputs: &[Vec<f32>], f: &mut AttributeFeatures) {
+    let get = |name: &str, fallback: usize| {
+        m.output_index(name)
+            .or(Some(fallback))
+            .and_then(|i| outputs.get(i))
+            .cloned()
+    };
+    f.gear_race = get("race_output", 0).filter(|v| v.len() == 5);
+    f.gear_male = get("gender_output", 1)
+        .filter(|v| v.len() == 2)
+        .map(|v| v[0] / (v[0] + v[1]).max(1e-9));
+    f.gear_age = get("age_output", 2).filter(|v| v.len() == 7);
 }
 
 #[derive(Clone, Copy)]
 enum Layout {
+    /// `[b, 3, n, n]`
     Nchw,
+    /// `[b, n, n, 3]`
+    Nhwc,
+    /// `[b, n, n, 1]`
     Grey,
 }
 
-/// Crop once per template (view), optionally add each crop's mirror image, run all views as one
-/// batch, and average the output rows. `None` when the landmarks are degenerate (no crop).
+/// Crop every face once per template (view), optionally add each crop's mirror image, run the
+/// views through `m` in batches of at most [`MAX_BATCH`], and average each output over a face's
+/// views. Per face: every output's row mean in graph order, or `None` when its landmarks are
+/// degenerate (no crop).
 #[allow(clippy::too_many_arguments)]
-fn run_crops(
+fn run_views(
     m: &Arc<dyn Model>,
     img: &Rgb,
-    landmarks: &[Point; 5],
+    faces: &[[Point; 5]],
     tpls: &[[Point; 5]],
     size: u32,
     flip: bool,
     to_tensor: impl Fn(&[&[f32]]) -> Vec<f32>,
     layout: Layout,
-) -> Result<Option<Vec<f32>>, InferError> {
+) -> Result<Vec<Option<Vec<Vec<f32>>>>, InferError> {
     let n = size as usize;
-    let mut views: Vec<Vec<f32>> = Vec::with_capacity(tpls.len() * 2);
-    for tpl in tpls {
-        let Some((crop, _)) = aligned_f32(img, landmarks, tpl, size) else {
-            return Ok(None);
-        };
-        if flip {
-            views.push(flip_h(&crop, n, n));
+    // (face index, view) for every face whose every template gives a crop.
+    let mut views: Vec<(usize, Vec<f32>)> = Vec::new();
+    let per_face = tpls.len() * if flip { 2 } else { 1 };
+    for (i, lm) in faces.iter().enumerate() {
+        let mut mine = Vec::with_capacity(per_face);
+        for tpl in tpls {
+            let Some((crop, _)) = aligned_f32(img, lm, tpl, size) else {
+                mine.clear();
+                break;
+            };
+            if flip {
+                mine.push(flip_h(&crop, n, n));
+            }
+            mine.push(crop);
         }
-        views.push(crop);
+        views.extend(mine.into_iter().map(|v| (i, v)));
     }
-    if views.is_empty() {
-        return Ok(None);
+    let mut sums: Vec<Option<Vec<Vec<f32>>>> = vec![None; faces.len()];
+    if per_face == 0 {
+        return Ok(sums);
     }
-    let crops: Vec<&[f32]> = views.iter().map(Vec::as_slice).collect();
-    let b = crops.len();
-    let shape = match layout {
-        Layout::Nchw => vec![b, 3, n, n],
-        Layout::Grey => vec![b, n, n, 1],
-    };
-    let out = m.run(&Tensor {
-        shape,
-        data: to_tensor(&crops),
-    })?;
-    let Some(t) = out.first() else {
-        return Ok(None);
-    };
-    Ok(mean_rows(&t.data, b))
+    for chunk in views.chunks(MAX_BATCH) {
+        let crops: Vec<&[f32]> = chunk.iter().map(|(_, v)| v.as_slice()).collect();
+        let b = crops.len();
+        let shape = match layout {
+            Layout::Nchw => vec![b, 3, n, n],
+            Layout::Nhwc => vec![b, n, n, 3],
+            Layout::Grey => vec![b, n, n, 1],
+        };
+        let outputs = m.run(&Tensor {
+            shape,
+            data: to_tensor(&crops),
+        })?;
+        for (o, t) in outputs.iter().enumerate() {
+            if t.data.is_empty() || !t.data.len().is_multiple_of(b) {
+                return Err(InferError::Run {
+                    name: m.name().to_string(),
+                    reason: format!("output {o} does not split into {b} rows"),
+                });
+            }
+            let k = t.data.len() / b;
+            for ((face, _), row) in chunk.iter().zip(t.data.chunks_exact(k)) {
+                let acc = sums[*face].get_or_insert_with(|| vec![Vec::new(); outputs.len()]);
+                let Some(slot) = acc.get_mut(o) else { continue };
+                if slot.is_empty() {
+                    *slot = vec![0.0; k];
+                }
+                // Divide each row before adding, as `mean_rows` does.
+                for (s, v) in slot.iter_mut().zip(row) {
+                    *s += v / per_face as f32;
+                }
+            }
+        }
+    }
+    Ok(sums)
 }
 
 /// Mean of `rows` equal rows laid out back to back; `None` when the length does not divide.
@@ -507,6 +595,101 @@ mod tests {
         let (a, _) = att.run(&img, &face_landmarks(), None, &opts).expect("run");
         assert!(a.gender.is_none());
         assert_eq!(g.seen.lock().expect("lock").len(), before);
+    }
+
+    /// A model whose answer depends on its input: per batch item `[1 - m, m]` with `m` the
+    /// item's mean input value scaled to 0..1, so results can be traced back to crops.
+    struct MeanModel {
+        names: Vec<String>,
+        calls: Mutex<Vec<usize>>,
+    }
+
+    impl Model for MeanModel {
+        fn name(&self) -> &str {
+            "mean"
+        }
+        fn output_names(&self) -> &[String] {
+            &self.names
+        }
+        fn run(&self, input: &Tensor) -> Result<Vec<Tensor>, InferError> {
+            let b = input.shape[0];
+            self.calls.lock().expect("lock").push(b);
+            let per = input.data.len() / b;
+            let data = input
+                .data
+                .chunks_exact(per)
+                .flat_map(|c| {
+                    let m = (c.iter().sum::<f32>() / per as f32 * 0.5 + 0.5).clamp(0.0, 1.0);
+                    [1.0 - m, m]
+                })
+                .collect();
+            Ok(vec![Tensor {
+                shape: vec![b, 2],
+                data,
+            }])
+        }
+    }
+
+    #[test]
+    fn batching_faces_gives_each_face_its_own_result() {
+        let g = Arc::new(MeanModel {
+            names: vec!["out".into()],
+            calls: Mutex::new(Vec::new()),
+        });
+        let att = Attributor::new(AttributeModels {
+            gender: Some(g.clone()),
+            ..AttributeModels::default()
+        });
+        // Brightness varies across the image, so every face's crop differs.
+        let img = Rgb::from_fn(1200, 300, |x, y| {
+            let v = ((x / 4 + y / 3) % 256) as u8;
+            facelens_imaging::image::Rgb([v, v / 2, 255 - v])
+        });
+        let lms: Vec<[Point; 5]> = (0..11)
+            .map(|i| {
+                let tpl = crop::dlib_chip_template(90.0, 0.2);
+                tpl.map(|p| {
+                    Point::new(
+                        p.x + 10.0 + 100.0 * i as f32,
+                        p.y + 40.0 + (i % 3) as f32 * 50.0,
+                    )
+                })
+            })
+            .collect();
+        let inputs: Vec<FaceInput<'_>> = lms
+            .iter()
+            .map(|l| FaceInput {
+                landmarks: l,
+                mesh: None,
+            })
+            .collect();
+        let batched = att
+            .run_batch(&img, &inputs, &AttributeOptions::ALL)
+            .expect("batch");
+        // 11 faces x 2 views = 22 views: one full batch and one of 6.
+        assert_eq!(
+            *g.calls.lock().expect("lock"),
+            vec![MAX_BATCH, 22 - MAX_BATCH]
+        );
+        assert_eq!(batched.len(), 11);
+        let mut distinct = Vec::new();
+        for (l, (_, fb)) in lms.iter().zip(&batched) {
+            let (_, single) = att
+                .run(&img, l, None, &AttributeOptions::ALL)
+                .expect("single");
+            let (b, s) = (
+                fb.dlib_male.expect("batched"),
+                single.dlib_male.expect("single"),
+            );
+            assert!((b - s).abs() < 1e-6, "batched {b} vs alone {s}");
+            distinct.push((b * 1e4).round() as i64);
+        }
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(
+            distinct.len() > 5,
+            "faces got different crops: {distinct:?}"
+        );
     }
 
     #[test]
