@@ -23,7 +23,7 @@ use facelens_core::{ErrorCode, types::Analysis};
 use facelens_imaging::{DecodeLimits, decode};
 use facelens_vision::{Options, Pipeline};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -407,12 +407,7 @@ pub fn csv_rows(report: &Value) -> Vec<Vec<String>> {
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let label = |name: &str| {
-                [
-                    cell(&f[name]["type"]),
-                    cell(&f[name]["probability"]),
-                ]
-            };
+            let label = |name: &str| [cell(&f[name]["type"]), cell(&f[name]["probability"])];
             let loc = &f["location"];
             let q = &f["quality"];
             let occ = &q["occlusion"];
@@ -429,7 +424,14 @@ pub fn csv_rows(report: &Value) -> Vec<Vec<String>> {
                 cell(&f["face_probability"]),
                 cell(&f["age"]),
             ];
-            for name in ["gender", "expression", "emotion", "glasses", "race", "face_shape"] {
+            for name in [
+                "gender",
+                "expression",
+                "emotion",
+                "glasses",
+                "race",
+                "face_shape",
+            ] {
                 row.extend(label(name));
             }
             row.push(cell(&f["beauty"]));
@@ -586,7 +588,11 @@ pub fn run(backend: &str, threads: usize, args: DetectArgs) -> Result<ExitCode> 
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the annotation folder {}", dir.display()))?;
     }
-    let format = if args.json { Format::Jsonl } else { args.format };
+    let format = if args.json {
+        Format::Jsonl
+    } else {
+        args.format
+    };
     let (pipeline, _) = crate::load_pipeline(backend, threads)?;
     let job = Job {
         pipeline: &pipeline,
@@ -658,11 +664,11 @@ pub fn run(backend: &str, threads: usize, args: DetectArgs) -> Result<ExitCode> 
                     annotate_errors += 1;
                     progress_println(&progress, &format!("facelens: annotation: {e}"));
                 }
-                if write_error.is_none() {
-                    if let Err(e) = printer.report(&done.report) {
-                        write_error = Some(e);
-                        stop.store(true, Ordering::Relaxed);
-                    }
+                if write_error.is_none()
+                    && let Err(e) = printer.report(&done.report)
+                {
+                    write_error = Some(e);
+                    stop.store(true, Ordering::Relaxed);
                 }
                 progress.tick(next_out, started);
             }
@@ -754,7 +760,8 @@ mod tests {
 
     #[test]
     fn csv_rows_of_an_error_and_of_faces() {
-        let err = json!({"file": "x.jpg", "error_code": 200216, "reason": "r", "detail": "no face"});
+        let err =
+            json!({"file": "x.jpg", "error_code": 200216, "reason": "r", "detail": "no face"});
         let rows = csv_rows(&err);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].len(), CSV_HEADER.len());
@@ -770,7 +777,12 @@ mod tests {
         for r in &rows {
             assert_eq!(r.len(), CSV_HEADER.len());
         }
-        let col = |name: &str| CSV_HEADER.iter().position(|h| *h == name).unwrap_or(usize::MAX);
+        let col = |name: &str| {
+            CSV_HEADER
+                .iter()
+                .position(|h| *h == name)
+                .unwrap_or(usize::MAX)
+        };
         assert_eq!(rows[0][col("left")], "1.5");
         assert_eq!(rows[0][col("gender")], "male");
         assert_eq!(rows[0][col("gender_probability")], "0.9");
@@ -784,7 +796,13 @@ mod tests {
     fn folders_expand_sorted_and_recursive_only_when_asked() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let root = dir.path();
-        for p in ["b.jpg", "a.PNG", "notes.txt", "sub/c.bmp", "sub/deeper/d.jpeg"] {
+        for p in [
+            "b.jpg",
+            "a.PNG",
+            "notes.txt",
+            "sub/c.bmp",
+            "sub/deeper/d.jpeg",
+        ] {
             let path = root.join(p);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir: {e}"));

@@ -213,7 +213,10 @@ mod tests {
             ..Default::default()
         };
         let text = super::printable_config(&cfg).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!text.contains("secret@") && !text.contains("0123456789abcdef"), "{text}");
+        assert!(
+            !text.contains("secret@") && !text.contains("0123456789abcdef"),
+            "{text}"
+        );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v["database_url"], "postgres://u:***@db/x");
         assert_eq!(v["workers"], 0);

@@ -135,7 +135,10 @@ fn folder_is_read_in_sorted_order_and_recursive_descends() {
 
     // The summary: images, faces, failures by code, time and rate.
     let s = &deep.stderr;
-    assert!(s.contains("5 images, 4 with faces, 6 faces, 1 failed"), "{s}");
+    assert!(
+        s.contains("5 images, 4 with faces, 6 faces, 1 failed"),
+        "{s}"
+    );
     assert!(s.contains("200204"), "{s}");
     assert!(s.contains("images/s"), "{s}");
     // Not a terminal and a short run: no progress lines.
@@ -235,7 +238,11 @@ fn csv_has_one_row_per_face_and_error_rows() {
     let a = of("/a.jpg");
     assert_eq!(a.len(), 1);
     assert!(a[0][col("age")].parse::<u32>().is_ok(), "{:?}", a[0]);
-    assert!(matches!(a[0][col("gender")], "male" | "female"), "{:?}", a[0]);
+    assert!(
+        matches!(a[0][col("gender")], "male" | "female"),
+        "{:?}",
+        a[0]
+    );
     let broken = of("broken.jpg");
     assert_eq!(broken.len(), 1);
     assert_eq!(broken[0][col("error_code")], "200204");
@@ -298,13 +305,19 @@ fn annotate_writes_marked_copies_under_the_same_paths() {
                 })
                 .sum::<f64>()
                 / n;
-            assert!(diff > 25.0, "{rel}: box edge differs by only {diff:.1} levels");
+            assert!(
+                diff > 25.0,
+                "{rel}: box edge differs by only {diff:.1} levels"
+            );
         }
         // Far from every face (a corner of the big parade photo, away from any label) the copy
         // is the original up to JPEG noise.
         if rel == "sub/c.jpg" {
             let (w, h) = original.dimensions();
-            let (p, q) = (original.get_pixel(w - 3, h - 3), marked.get_pixel(w - 3, h - 3));
+            let (p, q) = (
+                original.get_pixel(w - 3, h - 3),
+                marked.get_pixel(w - 3, h - 3),
+            );
             let d: i32 = (0..3).map(|c| (p[c] as i32 - q[c] as i32).abs()).sum();
             assert!(d < 60, "corner changed by {d}");
         }
@@ -325,7 +338,10 @@ fn exit_codes() {
     assert_eq!(jsonl(&broken).len(), 1);
     assert!(broken.stderr.contains("1 failed"), "{}", broken.stderr);
     // Some failed, some did not: 0 (failures are in the output and the summary).
-    let mixed = detect(&[], &[&f.root().join("broken.jpg"), &f.root().join("a.jpg")]);
+    let mixed = detect(
+        &[],
+        &[&f.root().join("broken.jpg"), &f.root().join("a.jpg")],
+    );
     assert_eq!(mixed.status, Some(0), "{}", mixed.stderr);
     // A folder without images: a usage error, 2, with a hint about --recursive.
     let empty = tempfile::tempdir().expect("tempdir");
