@@ -9,9 +9,8 @@
 //! physical core by default) does the model arithmetic; the workers themselves mostly decode,
 //! crop and wait on that pool. So `--jobs` (images at once) times the pool size does not
 //! multiply into oversubscription, and overlapping one image's decoding and pre/post-processing
-//! with another's inference keeps the cores busy. Measured on a 2-core machine (docs/cli.md):
-//! two workers on the shared default pool are faster than one worker, and faster than two
-//! workers on a one-thread pool (which serialises all inference onto that thread).
+//! with another's inference keeps the cores busy. A one-thread pool (`--threads 1`) would
+//! serialise every worker's inference onto that thread. Timings: docs/cli.md.
 
 use crate::Profile;
 use crate::annotate;
