@@ -8,6 +8,7 @@ use facelens_vision::{DetectorConfig, Models, Pipeline};
 use std::process::ExitCode;
 
 mod admin_cmd;
+mod annotate;
 mod detect_cmd;
 mod eval_cmd;
 mod serve_cmd;

@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Accept calls without a key (local experiments only).
     #[arg(long)]
     pub no_key: bool,
+    /// Print the settings this would run with (file, environment and flags applied; the
+    /// database password and the admin token masked) as one JSON object, and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 pub fn run(backend: &str, threads: usize, args: ServeArgs) -> Result<ExitCode> {
@@ -67,6 +71,10 @@ pub fn run(backend: &str, threads: usize, args: ServeArgs) -> Result<ExitCode> {
         cfg.require_key = false;
     }
     cfg.validate()?;
+    if args.print_config {
+        println!("{}", printable_config(&cfg)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     init_logging(cfg.log_json);
     let threads = if threads > 0 {
         threads
@@ -127,6 +135,17 @@ async fn serve(cfg: Config, backend: &str, threads: usize) -> Result<()> {
         .await
 }
 
+/// The settings as pretty JSON with the secrets masked: what `--print-config` shows, so a
+/// deployment can be checked (scripts/validate-deploy.sh reads the setting names from it).
+fn printable_config(cfg: &Config) -> Result<String> {
+    let mut v = serde_json::to_value(cfg).context("serialising the configuration")?;
+    v["database_url"] = serde_json::json!(redact(&cfg.database_url));
+    if !cfg.admin_token.is_empty() {
+        v["admin_token"] = serde_json::json!("***");
+    }
+    Ok(serde_json::to_string_pretty(&v)?)
+}
+
 /// A store location without its password.
 fn redact(location: &str) -> String {
     match (location.find("://"), location.rfind('@')) {
@@ -184,5 +203,23 @@ mod tests {
             "postgres://u:***@db:5432/x"
         );
         assert_eq!(super::redact("facelens-data"), "facelens-data");
+    }
+
+    #[test]
+    fn printed_config_masks_secrets_and_names_every_setting() {
+        let cfg = facelens_server::Config {
+            database_url: "postgres://u:secret@db/x".into(),
+            admin_token: "0123456789abcdef0123".into(),
+            ..Default::default()
+        };
+        let text = super::printable_config(&cfg).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !text.contains("secret@") && !text.contains("0123456789abcdef"),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v["database_url"], "postgres://u:***@db/x");
+        assert_eq!(v["workers"], 0);
+        assert!(v.get("queue_depth").is_some() && v.get("redis_url").is_some());
     }
 }

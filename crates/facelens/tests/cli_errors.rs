@@ -1,9 +1,9 @@
 //! Error answers of the real `facelens detect` binary on bad inputs.
 //!
 //! Every case is written to a temporary folder and run through the binary, which prints one JSON
-//! object per image and exits 1 when any image had an error. Each case must get its exact
-//! `error_code`, the table's Chinese `reason` and no panic; one invocation with several files
-//! must answer one line per file, in order.
+//! object per image and exits 1 when every image had an error (as in all cases here). Each case
+//! must get its exact `error_code`, the table's Chinese `reason` and no panic; one invocation
+//! with several files must answer one line per file, in order.
 
 use facelens_core::ErrorCode;
 use image::{ImageFormat, RgbImage};
