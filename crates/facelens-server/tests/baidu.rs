@@ -85,6 +85,9 @@ async fn baidu_body(r: reqwest::Response) -> Value {
     v
 }
 
+/// OAuth request fields, and the expected status, `error` and `error_description`.
+type OauthCase<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str, &'a str);
+
 fn bcode(v: &Value) -> u64 {
     v["error_code"].as_u64().expect("error_code")
 }
@@ -143,7 +146,7 @@ async fn oauth_token_flow() {
 
     // Refused: wrong secret, wrong client id, wrong or missing grant type, missing fields.
     let other_secret = "0".repeat(32);
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str, &str)> = vec![
+    let cases: Vec<OauthCase> = vec![
         (
             vec![
                 ("grant_type", "client_credentials"),
