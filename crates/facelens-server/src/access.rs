@@ -12,8 +12,8 @@
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
 use facelens_store::{
-    IpNet, KeyCheck, RateDecision, RateLimiter, Reservation, Store, Ticket, check_key_record,
-    unix_now,
+    ApiKey, IpNet, KeyCheck, LimitHit, RateDecision, RateLimiter, Reservation, Store, Ticket,
+    check_key_record, unix_now,
 };
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -118,6 +118,12 @@ pub struct Gate {
     pub require_key: bool,
 }
 
+/// The detail of a quota refusal that was a daily limit (the Baidu endpoint tells daily and
+/// total limits apart: codes 17 and 19).
+pub const DAILY_LIMIT_DETAIL: &str = "the daily limit is used up";
+/// The detail of a quota refusal that was a lifetime limit.
+pub const TOTAL_LIMIT_DETAIL: &str = "the total limit is used up";
+
 impl Gate {
     /// Admit a call to `api` or say why not.
     pub async fn admit(
@@ -127,6 +133,25 @@ impl Gate {
         openid: Option<&str>,
         caller: &Caller,
     ) -> Result<Admission, FaceError> {
+        self.screen(Some(api), caller).await?;
+        if !self.require_key {
+            return Ok(Admission::open(Arc::clone(&self.store)));
+        }
+        let record = self
+            .store
+            .find_key(key.unwrap_or(""))
+            .await
+            .map_err(internal)?;
+        let Some(record) = record else {
+            return Err(ErrorCode::UnknownKey.into());
+        };
+        self.admit_key(api, record, openid, caller).await
+    }
+
+    /// What applies before any key is looked at, in this order: the per-IP rate, the API's
+    /// switch (when `api` is given), banned addresses. Also used alone where no quota is
+    /// involved (issuing Baidu access tokens).
+    pub async fn screen(&self, api: Option<&str>, caller: &Caller) -> Result<(), FaceError> {
         if let Some(limiter) = &self.limiter {
             match limiter.check_ip(caller.ip).await {
                 Ok(RateDecision::Allowed) => {}
@@ -134,57 +159,44 @@ impl Gate {
                 Err(e) => return Err(FaceError::new(ErrorCode::Internal, e.to_string())),
             }
         }
-        if !self.require_key {
-            // Switches and bans still apply without keys.
-            let refusal = self
-                .store
-                .api_state(api)
-                .await
-                .map_err(|e| FaceError::new(ErrorCode::Internal, e.to_string()))?
-                .refusal();
-            if let Some(code) = refusal {
-                return Err(code.into());
-            }
-            if self
-                .store
-                .is_ip_banned(caller.ip)
-                .await
-                .map_err(|e| FaceError::new(ErrorCode::Internal, e.to_string()))?
-            {
-                return Err(ErrorCode::BannedIp.into());
-            }
-            return Ok(Admission::open(Arc::clone(&self.store)));
+        if let Some(api) = api
+            && let Some(code) = self.store.api_state(api).await.map_err(internal)?.refusal()
+        {
+            return Err(code.into());
         }
+        if self.store.is_ip_banned(caller.ip).await.map_err(internal)? {
+            return Err(ErrorCode::BannedIp.into());
+        }
+        Ok(())
+    }
+
+    /// The rest of the store's key check for a key already found (by its secret, or by a
+    /// credential derived from it), then the quota reservation. Call after [`Gate::screen`].
+    pub async fn admit_key(
+        &self,
+        api: &str,
+        record: ApiKey,
+        openid: Option<&str>,
+        caller: &Caller,
+    ) -> Result<Admission, FaceError> {
         let now = unix_now();
         let check = KeyCheck {
-            key: key.unwrap_or(""),
+            key: "",
             api,
             ip: caller.ip,
             referer: caller.referer.as_deref(),
             openid,
             now,
         };
-        let internal =
-            |e: facelens_store::StoreError| FaceError::new(ErrorCode::Internal, e.to_string());
-        // The store's key check, step by step (same order as facelens_store::check_key), so
-        // that refusals of a known key are recorded in its usage.
-        if let Some(code) = self.store.api_state(api).await.map_err(internal)?.refusal() {
-            return Err(code.into());
-        }
-        if self.store.is_ip_banned(caller.ip).await.map_err(internal)? {
-            return Err(ErrorCode::BannedIp.into());
-        }
-        let Some(record) = self.store.find_key(check.key).await.map_err(internal)? else {
-            return Err(ErrorCode::UnknownKey.into());
-        };
-        let refused = |code: ErrorCode| async move {
-            if let Err(e) = self.store.record_usage(record.id, now, code.code()).await {
-                tracing::error!("recording usage failed: {e}");
+        // Refusals of a known key are recorded in its usage.
+        let refused = |e: FaceError| async move {
+            if let Err(err) = self.store.record_usage(record.id, now, e.code.code()).await {
+                tracing::error!("recording usage failed: {err}");
             }
-            Err(FaceError::from(code))
+            Err(e)
         };
         if let Err(code) = check_key_record(&record, &check) {
-            return refused(code).await;
+            return refused(code.into()).await;
         }
         match self.store.reserve(record.id, now).await {
             Ok(Reservation::Granted(ticket)) => Ok(Admission {
@@ -192,10 +204,20 @@ impl Gate {
                 ticket: Some(ticket),
                 key_id: Some(record.id),
             }),
-            Ok(Reservation::Denied(hit)) => refused(hit.code()).await,
+            Ok(Reservation::Denied(hit)) => {
+                let detail = match hit {
+                    LimitHit::Daily | LimitHit::TestDaily => DAILY_LIMIT_DETAIL,
+                    LimitHit::Total | LimitHit::TestTotal => TOTAL_LIMIT_DETAIL,
+                };
+                refused(FaceError::new(hit.code(), detail)).await
+            }
             Err(e) => Err(internal(e)),
         }
     }
+}
+
+fn internal(e: facelens_store::StoreError) -> FaceError {
+    FaceError::new(ErrorCode::Internal, e.to_string())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 pub mod access;
 mod admin;
 pub mod analyze;
-mod baidu;
+pub mod baidu;
 pub mod config;
 pub mod engine;
 pub mod fetch;
@@ -29,3 +29,6 @@ pub use server::{AppState, Server, router, store_options};
 pub const API_FACE_DETECT: &str = "faceDetect";
 /// The API name of the native endpoint.
 pub const API_NATIVE_DETECT: &str = "detect";
+/// The API name of the Baidu-compatible endpoint (its own name, so an operator can allow or
+/// switch it apart from `faceDetect`).
+pub const API_BAIDU_DETECT: &str = "baiduDetect";

@@ -32,6 +32,8 @@ pub(crate) const INSERT_KEY: &str = "INSERT INTO api_keys (key_hash, hint, name,
 pub(crate) const SELECT_KEY_BY_HASH: &str =
     key_select!(", key_hash FROM api_keys WHERE key_hash = $1");
 pub(crate) const SELECT_KEY_BY_ID: &str = key_select!(" FROM api_keys WHERE id = $1");
+pub(crate) const SELECT_KEY_AND_HASH_BY_ID: &str =
+    key_select!(", key_hash FROM api_keys WHERE id = $1");
 pub(crate) const LIST_KEYS: &str = key_select!(" FROM api_keys ORDER BY id");
 
 pub(crate) const UPDATE_KEY: &str = "UPDATE api_keys SET name = $2, updated_at = $3, \
@@ -234,6 +236,24 @@ macro_rules! impl_sql_store {
                 use sqlx::Row;
                 let row = sqlx::query(crate::sql::SELECT_KEY_BY_HASH)
                     .bind(&key_hash[..])
+                    .fetch_optional(&self.pool)
+                    .await?;
+                match row {
+                    None => Ok(None),
+                    Some(row) => {
+                        let stored: Vec<u8> = row.try_get("key_hash")?;
+                        Ok(Some((Self::key_from_row(&row)?, stored)))
+                    }
+                }
+            }
+
+            async fn key_with_hash(
+                &self,
+                id: i64,
+            ) -> Result<Option<(crate::model::ApiKey, Vec<u8>)>, crate::error::StoreError> {
+                use sqlx::Row;
+                let row = sqlx::query(crate::sql::SELECT_KEY_AND_HASH_BY_ID)
+                    .bind(id)
                     .fetch_optional(&self.pool)
                     .await?;
                 match row {

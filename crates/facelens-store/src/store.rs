@@ -69,6 +69,11 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
+    /// A key by id with its stored secret hash. For credentials derived from a key (the
+    /// Baidu-compatible access tokens are MACed with this hash), so that every replica can check
+    /// them and deleting the key revokes them; never shown to anyone.
+    async fn key_with_hash(&self, id: i64) -> Result<Option<(ApiKey, Vec<u8>)>, StoreError>;
+
     /// A key by id.
     async fn get_key(&self, id: i64) -> Result<Option<ApiKey>, StoreError>;
 

@@ -260,6 +260,11 @@ async fn keys_lifecycle(env: &Env) {
     );
     assert_eq!(s.get_key(k2.id).await.expect("get"), Some(k2.clone()));
     assert_eq!(s.get_key(9_999_999).await.expect("get"), None);
+    assert_eq!(
+        s.key_with_hash(k2.id).await.expect("with hash"),
+        Some((k2.clone(), secret::hash_key(&secret2).to_vec()))
+    );
+    assert_eq!(s.key_with_hash(9_999_999).await.expect("with hash"), None);
 
     // Ban, unban.
     let banned = s.ban_key(k.id, NOW + 1).await.expect("ban");
@@ -280,6 +285,7 @@ async fn keys_lifecycle(env: &Env) {
     assert!(s.delete_key(k.id).await.expect("delete"));
     assert!(!s.delete_key(k.id).await.expect("delete again"));
     assert_eq!(s.get_key(k.id).await.expect("get"), None);
+    assert_eq!(s.key_with_hash(k.id).await.expect("with hash"), None);
     assert_eq!(s.find_key(&secret).await.expect("find"), None);
     let (k3, _) = create(s, NewKey::default()).await;
     assert!(k3.id > k2.id);
