@@ -23,6 +23,15 @@
 
   let spec = null;
 
+  // Descriptions come from doc comments: show `code` spans as code, everything else as text.
+  function rich(tag, cls, text) {
+    const e = el(tag, { class: cls });
+    String(text || "").split("`").forEach((part, i) => {
+      if (part) e.append(i % 2 ? el("code", { text: part }) : document.createTextNode(part));
+    });
+    return e;
+  }
+
   function resolve(schema) {
     let s = schema || {};
     for (let i = 0; i < 10 && s.$ref; i++) {
@@ -65,7 +74,7 @@
       if (required.has(name) && !nested) name_td.append(el("span", { class: "req", text: "required" }));
       body.append(el("tr", { class: nested ? "nested" : null }, name_td,
         el("td", {}, el("span", { class: "type", text: typeText(p) })),
-        el("td", { text: p.description || resolve(p).description || "" })));
+        rich("td", null, p.description || resolve(p).description || "")));
     };
     for (const [name, p] of Object.entries(props)) {
       add(name, p, false);
@@ -151,9 +160,9 @@
     card.append(el("header", {},
       el("span", { class: `method ${method}`, text: method }),
       el("span", { class: "path mono", text: path }),
-      el("span", { class: "summary", text: op.summary || "" })));
+      rich("span", "summary", op.summary || "")));
     const body = el("div", { class: "body" });
-    if (op.description && op.description !== op.summary) body.append(el("p", { text: op.description }));
+    if (op.description && op.description !== op.summary) body.append(rich("p", null, op.description));
     if (op.parameters && op.parameters.length) {
       body.append(el("h4", { text: "Parameters" }));
       const t = el("table", { class: "schema" }, el("thead", {}, el("tr", {},
@@ -169,7 +178,7 @@
     if (op.requestBody) {
       const rb = op.requestBody;
       body.append(el("h4", { text: "Request body" }));
-      if (rb.description) body.append(el("p", { class: "muted", text: rb.description }));
+      if (rb.description) body.append(rich("p", "muted", rb.description));
       for (const [ct, media] of Object.entries(rb.content || {})) {
         body.append(el("p", { class: "small" }, "Content-Type: ", el("code", { text: ct }),
           refName(media.schema) ? ` — ${refName(media.schema)}` : ""));
