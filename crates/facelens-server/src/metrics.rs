@@ -145,13 +145,12 @@ pub(crate) fn record_request(
 pub(crate) fn record_analysis(t: &Timings, faces: usize) {
     let mut r = registry();
     r.analyses += 1;
-    for (stage, read) in STAGES {
+    for &(stage, read) in STAGES {
         r.stages
             .entry(stage)
             .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
             .observe(f64::from(read(t)) / 1e3);
     }
-    #[allow(clippy::cast_precision_loss)]
     r.faces
         .get_or_insert_with(|| Histogram::new(FACE_BUCKETS))
         .observe(faces as f64);

@@ -266,7 +266,7 @@ async fn metrics_count_requests_by_route_and_code() {
             &[
                 ("endpoint", "/faceDetect/index"),
                 ("status", "200"),
-                ("code", &juhe_code)
+                ("code", juhe_code.as_str())
             ]
         ) >= 1.0,
         "{text}"
