@@ -122,6 +122,7 @@ impl AppState {
                 EngineError::Failed(m) => FaceError::new(ErrorCode::Internal, m),
             })?;
         let (a, tokens) = analysis?;
+        crate::metrics::record_analysis(&a.timings, a.faces.len());
         let faces: Vec<TokenFace> = a
             .faces
             .into_iter()

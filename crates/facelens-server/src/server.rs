@@ -76,6 +76,7 @@ impl AppState {
         } else {
             None
         };
+        crate::metrics::mark_start();
         let engine = Engine::start(
             Arc::new(pipeline),
             cfg.effective_workers(),
@@ -221,6 +222,11 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let endpoint = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or(crate::metrics::UNMATCHED, |m| m.as_str())
+        .to_string();
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -232,6 +238,13 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-request-id", v);
     }
     let code = resp.extensions().get::<AnsweredCode>().map(|c| c.0);
+    crate::metrics::record_request(
+        &endpoint,
+        method.as_str(),
+        resp.status().as_u16(),
+        code,
+        t.elapsed(),
+    );
     tracing::info!(
         request_id = %id,
         %method,
