@@ -367,8 +367,7 @@ fn warp_with_preshrink(
         let nh = ((sh as f32 / f).round() as u32).max(1);
         let sx = nw as f32 / sw as f32;
         let sy = nh as f32 / sh as f32;
-        let Some((rx, ry, rw, rh)) = shrunk_region(src_to_dst, out_w, out_h, sx, sy, nw, nh)
-        else {
+        let Some((rx, ry, rw, rh)) = shrunk_region(src_to_dst, out_w, out_h, sx, sy, nw, nh) else {
             return; // the crop lies wholly outside the image: the caller's zero fill stays
         };
         let part = resize_part(img, (rx, ry, rw, rh), (sx, sy), (nw, nh));

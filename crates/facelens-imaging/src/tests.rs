@@ -310,7 +310,14 @@ fn warp_whole_preshrink(img: &RgbImage, t: &Affine, out_w: u32, out_h: u32) -> V
     let nh = ((sh as f32 / f).round() as u32).max(1);
     let small = resize(img, nw, nh);
     let undo = Affine {
-        m: [sw as f32 / nw as f32, 0.0, 0.0, 0.0, sh as f32 / nh as f32, 0.0],
+        m: [
+            sw as f32 / nw as f32,
+            0.0,
+            0.0,
+            0.0,
+            sh as f32 / nh as f32,
+            0.0,
+        ],
     };
     warp_core(&small, &t.compose(&undo), out_w, out_h, |o, px| {
         out[o * 3..o * 3 + 3].copy_from_slice(&px)
@@ -324,7 +331,11 @@ fn preshrinking_only_the_crop_region_matches_shrinking_the_whole_image() {
     // inside, across the border and fully outside the image.
     let img = RgbImage::from_fn(1203, 907, |x, y| {
         let v = (x * 7 + y * 13) ^ (x * y / 5);
-        image::Rgb([(v % 251) as u8, ((x / 3 + y) % 256) as u8, ((v / 7) % 256) as u8])
+        image::Rgb([
+            (v % 251) as u8,
+            ((x / 3 + y) % 256) as u8,
+            ((v / 7) % 256) as u8,
+        ])
     });
     let cases = [
         (Point::new(600.0, 450.0), 300.0, 0.3, 64.0),
@@ -344,6 +355,9 @@ fn preshrinking_only_the_crop_region_matches_shrinking_the_whole_image() {
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        assert!(max <= 1.0, "crop at {c:?} side {side}: max difference {max}");
+        assert!(
+            max <= 1.0,
+            "crop at {c:?} side {side}: max difference {max}"
+        );
     }
 }

@@ -103,7 +103,9 @@ fn collect_images(paths: &[PathBuf]) -> Vec<PathBuf> {
         if p.is_dir() {
             let mut stack = vec![p.clone()];
             while let Some(d) = stack.pop() {
-                let Ok(rd) = std::fs::read_dir(&d) else { continue };
+                let Ok(rd) = std::fs::read_dir(&d) else {
+                    continue;
+                };
                 for e in rd.flatten() {
                     let path = e.path();
                     if path.is_dir() {
@@ -123,7 +125,10 @@ fn collect_images(paths: &[PathBuf]) -> Vec<PathBuf> {
 
 fn is_image(p: &Path) -> bool {
     matches!(
-        p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("jpg" | "jpeg" | "png" | "bmp")
     )
 }
@@ -191,7 +196,10 @@ async fn one_request(client: &reqwest::Client, url: &str, body: &Arc<String>) ->
         .send()
         .await;
     let outcome = match res {
-        Err(e) => format!("transport: {}", if e.is_timeout() { "timeout" } else { "error" }),
+        Err(e) => format!(
+            "transport: {}",
+            if e.is_timeout() { "timeout" } else { "error" }
+        ),
         Ok(r) => {
             let status = r.status().as_u16();
             match r.bytes().await {
@@ -306,7 +314,9 @@ async fn main() {
     let files = collect_images(&args.images);
     let mut bodies = Vec::new();
     for f in &files {
-        let Ok(bytes) = std::fs::read(f) else { continue };
+        let Ok(bytes) = std::fs::read(f) else {
+            continue;
+        };
         let bytes = match args.fit {
             Some((w, h)) => match fit(&bytes, w, h) {
                 Some(b) => b,
@@ -337,7 +347,9 @@ async fn main() {
         args.warmup
     );
     let mut levels = Vec::new();
-    println!("concurrency  images/s   p50 ms   p95 ms   p99 ms  requests  answers by code         server RSS MiB");
+    println!(
+        "concurrency  images/s   p50 ms   p95 ms   p99 ms  requests  answers by code         server RSS MiB"
+    );
     for &c in &args.levels {
         let r = run_level(&args, &bodies, c).await;
         println!(
@@ -355,14 +367,18 @@ async fn main() {
         );
         levels.push(r);
     }
-    let hwm = args.pid.and_then(|p| rss_kib(p, "VmHWM:")).map(|k| k as f64 / 1024.0);
+    let hwm = args
+        .pid
+        .and_then(|p| rss_kib(p, "VmHWM:"))
+        .map(|k| k as f64 / 1024.0);
     if let Some(h) = hwm {
         println!("server peak RSS (VmHWM) over the whole run: {h:.0} MiB");
     }
     if let Some(out) = &args.json {
         let doc = json!({"images": bodies.len(), "fit": args.fit.map(|(w, h)| format!("{w}x{h}")),
             "levels": levels, "server_vmhwm_mib": hwm});
-        if let Err(e) = std::fs::write(out, serde_json::to_string_pretty(&doc).unwrap_or_default()) {
+        if let Err(e) = std::fs::write(out, serde_json::to_string_pretty(&doc).unwrap_or_default())
+        {
             eprintln!("cannot write {}: {e}", out.display());
         }
     }

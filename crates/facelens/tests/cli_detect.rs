@@ -213,8 +213,12 @@ fn csv_has_one_row_per_face_and_error_rows() {
         assert!(header.contains(&col), "column {col} missing: {header:?}");
     }
     let col = |name: &str| header.iter().position(|h| *h == name).expect("column");
-    // No field here needs quoting (paths without commas), so splitting on commas is exact.
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // Error messages contain commas and are quoted, so split with quoting rules.
+    let owned: Vec<Vec<String>> = lines.map(split_csv).collect();
+    let rows: Vec<Vec<&str>> = owned
+        .iter()
+        .map(|r| r.iter().map(String::as_str).collect())
+        .collect();
     for r in &rows {
         assert_eq!(r.len(), header.len(), "{r:?}");
     }
@@ -358,4 +362,24 @@ fn exit_codes() {
     let quiet = detect(&["-q"], &[&f.root().join("a.jpg")]);
     assert_eq!(quiet.status, Some(0));
     assert!(!quiet.stderr.contains("images/s"), "{}", quiet.stderr);
+}
+
+/// One CSV line split into fields (RFC 4180 quoting: `"` around a field, `""` inside it).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        let cur = fields.last_mut().expect("a field");
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            _ => cur.push(c),
+        }
+    }
+    fields
 }
