@@ -39,10 +39,12 @@ fi
 echo "== npm ci (tests/browser)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-echo "== cargo build -p facelens"
-cargo build -p facelens
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
-bin="$target_dir/debug/facelens"
+bin="${FACELENS_BIN:-}"
+if [[ -z $bin ]]; then
+  echo "== cargo build -p facelens"
+  cargo build -p facelens
+  bin="${CARGO_TARGET_DIR:-$root/target}/debug/facelens"
+fi
 [[ -x $bin ]] || { echo "browser-test: $bin not found after the build"; exit 1; }
 
 work="$(mktemp -d)"

@@ -126,7 +126,11 @@ def main() -> int:
     check(f"/dev/tcp/127.0.0.1/{listen_port}" in dockerfile and served("/healthz"), "HEALTHCHECK asks /healthz on the port")
     for path in ["crates", "models", "Cargo.toml", "Cargo.lock"]:
         check((ROOT / path).exists(), f"build context has {path}")
-    ignored = (ROOT / ".dockerignore").read_text().split()
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     for needed in ["crates", "models", "docs", "Cargo.toml", "Cargo.lock", "scripts"]:
         check(needed not in ignored, f".dockerignore keeps {needed} (the build embeds from it)")
 

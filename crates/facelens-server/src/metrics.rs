@@ -29,8 +29,11 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Faces-per-image buckets.
 const FACE_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 
+/// Reads one stage's time from the pipeline's timings.
+type StageTime = fn(&Timings) -> f32;
+
 /// Pipeline stages as they appear in the `stage` label, with the timing each one reads.
-const STAGES: &[(&str, fn(&Timings) -> f32)] = &[
+const STAGES: &[(&str, StageTime)] = &[
     ("decode", |t| t.decode_ms),
     ("detect", |t| t.detect_ms),
     ("mesh", |t| t.landmarks_ms),
