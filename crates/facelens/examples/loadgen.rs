@@ -310,6 +310,8 @@ async fn run_level(args: &Args, bodies: &[Arc<String>], concurrency: usize) -> V
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
+    // reqwest is built without a default TLS provider (the server picks ring); plain HTTP here.
+    facelens_server::fetch::install_crypto_provider();
     let args = parse_args();
     let files = collect_images(&args.images);
     let mut bodies = Vec::new();
