@@ -20,6 +20,9 @@ use serde_json::json;
 use std::sync::Arc;
 
 /// The admin routes, guarded by `token`.
+/// Largest admin request body, bytes.
+pub const ADMIN_MAX_BODY: usize = 64 * 1024;
+
 pub fn routes(token: String) -> Router<Arc<AppState>> {
     let token = Arc::new(token);
     Router::new()
@@ -35,6 +38,9 @@ pub fn routes(token: String) -> Router<Arc<AppState>> {
         .route("/admin/v1/apis", get(list_apis))
         .route("/admin/v1/apis/{api}", post(set_api))
         .route("/admin/v1/usage", get(usage))
+        // Admin bodies are small JSON objects: 64 KiB is plenty and bounds what even a holder
+        // of the token can make the server buffer.
+        .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             let token = Arc::clone(&token);
             async move { guard(&token, req, next).await }

@@ -73,6 +73,27 @@ pub fn options_for(face_type: FaceType, max_faces: usize, detector_max_side: u32
 }
 
 impl AppState {
+    /// "Busy" when every queue slot is taken, asked before a request's body is read: under
+    /// overload a refusal then costs neither the upload nor parsing nor a store lookup. The
+    /// queue still decides for the requests that pass (a slot may fill in between).
+    pub(crate) fn refuse_if_busy(&self) -> Result<(), FaceError> {
+        if self.engine.is_full() {
+            return Err(self.busy_error());
+        }
+        Ok(())
+    }
+
+    fn busy_error(&self) -> FaceError {
+        FaceError::new(
+            ErrorCode::Busy,
+            format!(
+                "all {} workers busy and {} requests queued",
+                self.engine.workers(),
+                self.engine.capacity()
+            ),
+        )
+    }
+
     /// Analyse the image named by `source` and return up to `max_faces` faces.
     pub async fn analyze(&self, source: ImageSource, opts: Options) -> Result<Analyzed, FaceError> {
         let bytes = match source {
@@ -111,14 +132,7 @@ impl AppState {
             })
             .await
             .map_err(|e| match e {
-                EngineError::Busy => FaceError::new(
-                    ErrorCode::Busy,
-                    format!(
-                        "all {} workers busy and {} requests queued",
-                        self.engine.workers(),
-                        self.engine.capacity()
-                    ),
-                ),
+                EngineError::Busy => self.busy_error(),
                 EngineError::Failed(m) => FaceError::new(ErrorCode::Internal, m),
             })?;
         let (a, tokens) = analysis?;

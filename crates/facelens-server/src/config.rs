@@ -78,6 +78,20 @@ pub struct Config {
     pub attributes_off: Vec<String>,
     /// Log lines as JSON objects instead of text.
     pub log_json: bool,
+    /// Time a client has to send a request's head (request line and headers), milliseconds;
+    /// then the connection is closed (slow clients, "slowloris").
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a request's whole body, milliseconds; then the request is
+    /// answered 200218 (malformed) and its body is not read further.
+    pub body_timeout_ms: u64,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// On SIGTERM / Ctrl-C: how long in-flight requests may take to finish, seconds.
+    pub shutdown_grace_secs: u64,
+    /// Origins allowed to call from a browser on another origin (CORS), e.g.
+    /// `["https://app.example.com"]`, or `["*"]`; empty = no CORS headers (browsers refuse
+    /// cross-origin calls).
+    pub cors_allow_origins: Vec<String>,
     /// Bearer token of the admin HTTP API (`/admin/v1/...`); empty = the admin API is off.
     /// Never a public API key.
     pub admin_token: String,
@@ -116,6 +130,11 @@ impl Default for Config {
             test_total_limit: 1000,
             attributes_off: Vec::new(),
             log_json: false,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections: 1024,
+            shutdown_grace_secs: 30,
+            cors_allow_origins: Vec::new(),
             admin_token: String::new(),
         }
     }
@@ -184,6 +203,27 @@ impl Config {
         }
         if !self.admin_token.is_empty() && self.admin_token.len() < 16 {
             return Err(invalid("admin_token", "must be at least 16 characters"));
+        }
+        for (name, v) in [
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("body_timeout_ms", self.body_timeout_ms),
+            ("max_connections", self.max_connections as u64),
+        ] {
+            if v == 0 {
+                return Err(invalid(name, "must be > 0"));
+            }
+        }
+        for o in &self.cors_allow_origins {
+            let ok = o == "*"
+                || ((o.starts_with("http://") || o.starts_with("https://"))
+                    && !o.ends_with('/')
+                    && axum::http::HeaderValue::from_str(o).is_ok());
+            if !ok {
+                return Err(invalid(
+                    "cors_allow_origins",
+                    format!("{o:?} is not \"*\" nor an origin like https://app.example.com"),
+                ));
+            }
         }
         if self.token_ttl_secs == 0 {
             return Err(invalid("token_ttl_secs", "must be > 0"));

@@ -112,6 +112,13 @@ impl<C: Send + Sync + 'static> Engine<C> {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+
+    /// Whether a job queued now would be refused: every queue slot is taken. Handlers ask this
+    /// before reading a request body, so that under overload a refusal costs no upload, no
+    /// parsing and no store lookup (the queue itself still decides at `run`).
+    pub fn is_full(&self) -> bool {
+        self.queued() >= self.capacity
+    }
 }
 
 fn worker<C>(

@@ -29,13 +29,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings of the fetcher.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FetchConfig {
     pub allow: Vec<IpNet>,
     pub connect_timeout: Duration,
     pub total_timeout: Duration,
     pub max_redirects: usize,
     pub max_bytes: usize,
+    /// Resolve host names with this instead of the system resolver. The service never sets
+    /// it; the SSRF suite does, to play a DNS server whose answers change between lookups.
+    pub lookup: Option<Lookup>,
+}
+
+/// A host-name resolver function: the addresses of a name, or an error message.
+pub type LookupFn = dyn Fn(&str) -> Result<Vec<IpAddr>, String> + Send + Sync;
+
+/// A host-name resolver replacing the system's.
+#[derive(Clone)]
+pub struct Lookup(pub Arc<LookupFn>);
+
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lookup(..)")
+    }
 }
 
 /// An address refused by the policy (carried through reqwest's error chain).
@@ -138,15 +154,22 @@ impl Policy {
 /// The resolver the client connects through: resolves, then keeps only permitted addresses.
 struct CheckingResolver {
     policy: Policy,
+    lookup: Option<Lookup>,
 }
 
 impl Resolve for CheckingResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
+        let lookup = self.lookup.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = match lookup {
+                Some(Lookup(f)) => f(&host)?
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, 0))
+                    .collect(),
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
             if addrs.is_empty() {
                 return Err(format!("{host} has no address").into());
             }
@@ -199,6 +222,7 @@ impl Fetcher {
             .no_proxy()
             .dns_resolver(Arc::new(CheckingResolver {
                 policy: policy.clone(),
+                lookup: cfg.lookup.clone(),
             }))
             .redirect(redirect_policy)
             .connect_timeout(cfg.connect_timeout)
@@ -232,6 +256,17 @@ impl Fetcher {
             .await
             .map_err(|e| map_error(&e))?;
         let status = resp.status();
+        // A redirect reqwest did not follow: its target is not http(s) (file:, ftp:, ...), which
+        // the client never fetches. A refusal, not a failed download.
+        if status.is_redirection() && resp.headers().contains_key(reqwest::header::LOCATION) {
+            return Err(FaceError::new(
+                ErrorCode::UrlNotAllowed,
+                format!(
+                    "HTTP {} redirects to a URL that is not http or https",
+                    status.as_u16()
+                ),
+            ));
+        }
         if !status.is_success() {
             return Err(FaceError::new(
                 ErrorCode::UrlDownloadFailed,

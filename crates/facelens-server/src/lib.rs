@@ -12,6 +12,7 @@ mod admin;
 pub mod analyze;
 pub mod baidu;
 pub mod config;
+pub mod conn;
 pub mod engine;
 pub mod fetch;
 pub mod input;

@@ -261,6 +261,25 @@ fn render(st: &AppState) -> String {
         family(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {v}");
     }
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        family(
+            &mut out,
+            "facelens_connections_open",
+            "gauge",
+            "HTTP connections open now.",
+        );
+        let open = crate::conn::CONNECTIONS_OPEN.load(Relaxed);
+        let _ = writeln!(out, "facelens_connections_open {open}");
+        family(
+            &mut out,
+            "facelens_connections_refused_total",
+            "counter",
+            "Connections closed at once because max_connections were open.",
+        );
+        let refused = crate::conn::CONNECTIONS_REFUSED.load(Relaxed);
+        let _ = writeln!(out, "facelens_connections_refused_total {refused}");
+    }
     family(
         &mut out,
         "facelens_models_loaded",

@@ -190,6 +190,9 @@ pub async fn detect(
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
+    if let Err(e) = st.refuse_if_busy() {
+        return error_response(&e, &request_id);
+    }
     let caller = st.caller(peer, req.headers());
     let header_key = key_from_headers(req.headers());
     let fields = match read_fields(req, st.max_body_bytes).await {

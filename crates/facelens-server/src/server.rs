@@ -38,6 +38,8 @@ pub struct AppState {
     pub(crate) detector_max_side: u32,
     pub(crate) backend: String,
     pub(crate) admin_token: Option<String>,
+    pub(crate) body_timeout: Duration,
+    pub(crate) cors_allow_origins: Vec<String>,
     ready: AtomicBool,
     started: Instant,
 }
@@ -70,6 +72,7 @@ impl AppState {
                     total_timeout: Duration::from_millis(cfg.url_timeout_ms),
                     max_redirects: cfg.url_max_redirects,
                     max_bytes: cfg.max_image_bytes,
+                    lookup: None,
                 })
                 .map_err(anyhow::Error::msg)?,
             )
@@ -105,6 +108,8 @@ impl AppState {
             detector_max_side: cfg.detector_max_side,
             backend: backend.to_string(),
             admin_token: (!cfg.admin_token.is_empty()).then(|| cfg.admin_token.clone()),
+            body_timeout: Duration::from_millis(cfg.body_timeout_ms),
+            cors_allow_origins: cfg.cors_allow_origins.clone(),
             ready: AtomicBool::new(true),
             started: Instant::now(),
         })
@@ -134,7 +139,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         Some(token) => crate::admin::routes(token.clone()),
         None => Router::new(),
     };
-    Router::new()
+    let body_timeout = state.body_timeout;
+    let cors = cors_layer(&state.cors_allow_origins);
+    let app = Router::new()
         .merge(admin)
         .merge(crate::web::routes())
         .merge(crate::baidu::routes())
@@ -148,8 +155,45 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .fallback(not_found)
-        .layer(middleware::from_fn(request_id))
-        .with_state(state)
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            crate::conn::body_deadline(body_timeout, req, next)
+        }))
+        .layer(middleware::from_fn(request_id));
+    let app = match cors {
+        Some(c) => app.layer(c),
+        None => app,
+    };
+    app.with_state(state)
+}
+
+/// CORS only for the configured origins; none configured = no CORS headers at all, so a
+/// page on another origin cannot read answers (nor make a preflighted call).
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::AUTHORIZATION,
+                axum::http::HeaderName::from_static("x-api-key"),
+                axum::http::HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                axum::http::HeaderName::from_static("x-request-id"),
+                axum::http::HeaderName::from_static("x-facelens-detail"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 async fn not_found(req: Request) -> Response {
@@ -263,6 +307,7 @@ pub struct Server {
     pub state: Arc<AppState>,
     pub addr: SocketAddr,
     listener: tokio::net::TcpListener,
+    limits: crate::conn::ConnLimits,
 }
 
 impl Server {
@@ -276,6 +321,12 @@ impl Server {
             state,
             addr,
             listener,
+            limits: crate::conn::ConnLimits {
+                header_timeout: Duration::from_millis(cfg.header_timeout_ms),
+                body_timeout: Duration::from_millis(cfg.body_timeout_ms),
+                max_connections: cfg.max_connections,
+                shutdown_grace: Duration::from_secs(cfg.shutdown_grace_secs),
+            },
         })
     }
 
@@ -301,15 +352,13 @@ impl Server {
             }
         });
         let state = Arc::clone(&self.state);
-        let app =
-            router(Arc::clone(&self.state)).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                state.set_ready(false);
-                tracing::info!("shutting down: finishing in-flight requests");
-            })
-            .await;
+        let app = router(Arc::clone(&self.state));
+        let result = crate::conn::serve(self.listener, app, self.limits, async move {
+            shutdown.await;
+            state.set_ready(false);
+            tracing::info!("shutting down: refusing new connections, finishing in-flight requests");
+        })
+        .await;
         purger.abort();
         result.map_err(anyhow::Error::from)
     }

@@ -373,6 +373,9 @@ pub async fn detect(
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
+    if let Err(e) = st.refuse_if_busy() {
+        return refuse(&e.into(), &request_id);
+    }
     let caller = st.caller(peer, req.headers());
     let fields = match read_fields(req, st.max_body_bytes).await {
         Ok(f) => f,
