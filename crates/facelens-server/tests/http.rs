@@ -885,3 +885,80 @@ async fn a_client_written_from_the_original_document() {
         }
     }
 }
+
+#[tokio::test]
+async fn busy_is_answered_before_the_body_arrives() {
+    let Some(img) = dev_image(CROWD) else { return };
+    let s = start(|c| {
+        c.workers = 1;
+        c.queue_depth = 1;
+    })
+    .await;
+    let image = b64(&img);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    // Try a few times: the queue must be full at the moment the probe's head arrives.
+    for attempt in 0..5 {
+        let mut heavy = Vec::new();
+        for _ in 0..2 {
+            let (client, url, key, image) = (
+                s.client.clone(),
+                s.url("/faceDetect/index"),
+                s.key.clone(),
+                image.clone(),
+            );
+            heavy.push(tokio::spawn(async move {
+                let _ = client
+                    .post(&url)
+                    .form(&[("image", image.as_str()), ("key", key.as_str())])
+                    .send()
+                    .await;
+            }));
+        }
+        let t = std::time::Instant::now();
+        let full = loop {
+            let r: Value = s
+                .client
+                .get(s.url("/readyz"))
+                .send()
+                .await
+                .expect("readyz")
+                .json()
+                .await
+                .expect("json");
+            if r["queued"] == 1 {
+                break true;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        if full {
+            // A head announcing a 1 MB body that never comes: the answer must not wait for it.
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut c = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            c.write_all(b"POST /faceDetect/index HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\n")
+                .await
+                .expect("write");
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+                .await
+                .map_or(0, |r| r.unwrap_or(0));
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            for h in heavy {
+                let _ = h.await;
+            }
+            if text.contains("\"error_code\":200217") {
+                return;
+            }
+            eprintln!("attempt {attempt}: the queue drained first: {text:?}");
+        } else {
+            for h in heavy {
+                let _ = h.await;
+            }
+        }
+    }
+    panic!("a full queue never answered busy before the body");
+}
