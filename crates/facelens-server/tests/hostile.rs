@@ -375,6 +375,13 @@ async fn malformed_and_oversized_bodies() {
         assert_eq!(got, want, "{name}");
         assert!(took < PROMPT, "{name} took {took:?}");
     }
+    // A zero-byte upload, and a zero-byte base64 field.
+    let empty_file = format!(
+        "--XyZ\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\n{}\r\n--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"empty.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n\r\n--XyZ--\r\n",
+        s.key
+    );
+    assert_eq!(post(boundary, empty_file.into_bytes()).await.0, 200201);
+    assert_eq!(juhe_code(&s, &[("image", "")]).await.0, 200201);
     // Unicode and odd bytes in keys and field names.
     for (key, want) in [
         ("密钥🔑", 10001),
