@@ -23,6 +23,9 @@ pub struct Config {
     /// PostgreSQL only: keep the tables in this schema (created if missing); empty = the
     /// connection's default. Lets several deployments share one database.
     pub database_schema: String,
+    /// PostgreSQL: how long a request waits for a database connection, and the statement
+    /// timeout, milliseconds (then 10014 instead of a hang while the database is down).
+    pub database_timeout_ms: u64,
     /// `redis://...` for rate limits shared by replicas; empty = in-process limits.
     pub redis_url: String,
     /// Refuse calls without a valid API key (10001). Off only for local experiments.
@@ -49,6 +52,10 @@ pub struct Config {
     pub retain_tokens: bool,
     /// How long a token_id stays valid, seconds (default 72 h).
     pub token_ttl_secs: u64,
+    /// A quota reservation never finished after this long (its server died mid-request) is
+    /// given back by the periodic purge, seconds. Must exceed the longest request. A server on
+    /// SQLite also gives back, at start, every reservation left by its previous run.
+    pub reservation_ttl_secs: u64,
     /// How often expired tokens are purged, seconds.
     pub purge_interval_secs: u64,
     /// Allow `image_type=2` (remote URLs) at all.
@@ -104,6 +111,7 @@ impl Default for Config {
             data_dir: PathBuf::from("facelens-data"),
             database_url: String::new(),
             database_schema: String::new(),
+            database_timeout_ms: 5_000,
             redis_url: String::new(),
             require_key: true,
             create_first_key: true,
@@ -116,6 +124,7 @@ impl Default for Config {
             detector_max_side: 640,
             retain_tokens: true,
             token_ttl_secs: 72 * 3600,
+            reservation_ttl_secs: 300,
             purge_interval_secs: 600,
             url_fetch: true,
             url_allow: Vec::new(),
@@ -208,6 +217,7 @@ impl Config {
             ("header_timeout_ms", self.header_timeout_ms),
             ("body_timeout_ms", self.body_timeout_ms),
             ("max_connections", self.max_connections as u64),
+            ("database_timeout_ms", self.database_timeout_ms),
         ] {
             if v == 0 {
                 return Err(invalid(name, "must be > 0"));
@@ -224,6 +234,9 @@ impl Config {
                     format!("{o:?} is not \"*\" nor an origin like https://app.example.com"),
                 ));
             }
+        }
+        if self.reservation_ttl_secs < 10 {
+            return Err(invalid("reservation_ttl_secs", "must be at least 10"));
         }
         if self.token_ttl_secs == 0 {
             return Err(invalid("token_ttl_secs", "must be > 0"));

@@ -39,6 +39,7 @@ pub struct AppState {
     pub(crate) backend: String,
     pub(crate) admin_token: Option<String>,
     pub(crate) body_timeout: Duration,
+    pub(crate) reservation_ttl_secs: u64,
     pub(crate) cors_allow_origins: Vec<String>,
     ready: AtomicBool,
     started: Instant,
@@ -109,6 +110,7 @@ impl AppState {
             backend: backend.to_string(),
             admin_token: (!cfg.admin_token.is_empty()).then(|| cfg.admin_token.clone()),
             body_timeout: Duration::from_millis(cfg.body_timeout_ms),
+            reservation_ttl_secs: cfg.reservation_ttl_secs,
             cors_allow_origins: cfg.cors_allow_origins.clone(),
             ready: AtomicBool::new(true),
             started: Instant::now(),
@@ -338,6 +340,13 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let purge_state = Arc::clone(&self.state);
+        // A SQLite store belongs to this process: every reservation still pending was left by
+        // a previous run that died, so give them all back now. A shared PostgreSQL store has
+        // other replicas' live requests in it: only reservations older than the TTL go.
+        let started = unix_now();
+        if purge_state.store.backend() == facelens_store::Backend::Sqlite {
+            reclaim(&purge_state, started).await;
+        }
         let purger = tokio::spawn(async move {
             let mut tick = tokio::time::interval(purge_interval.max(Duration::from_secs(1)));
             loop {
@@ -349,6 +358,8 @@ impl Server {
                     Ok(_) => {}
                     Err(e) => tracing::warn!("purging expired tokens failed: {e}"),
                 }
+                let ttl = i64::try_from(purge_state.reservation_ttl_secs).unwrap_or(i64::MAX);
+                reclaim(&purge_state, unix_now().saturating_sub(ttl)).await;
             }
         });
         let state = Arc::clone(&self.state);
@@ -364,6 +375,18 @@ impl Server {
     }
 }
 
+/// Give back the quota of reservations made before `older_than` and never finished.
+async fn reclaim(state: &AppState, older_than: i64) {
+    match state.store.reclaim_stale(older_than).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            reservations = n,
+            "gave back the quota of requests whose server stopped before finishing them"
+        ),
+        Err(e) => tracing::warn!("reclaiming abandoned reservations failed: {e}"),
+    }
+}
+
 /// Store options from the configuration.
 pub fn store_options(cfg: &Config) -> StoreOptions {
     StoreOptions {
@@ -371,6 +394,7 @@ pub fn store_options(cfg: &Config) -> StoreOptions {
         test_daily_limit: Some(cfg.test_daily_limit),
         test_total_limit: Some(cfg.test_total_limit),
         pg_schema: (!cfg.database_schema.is_empty()).then(|| cfg.database_schema.clone()),
+        op_timeout_ms: cfg.database_timeout_ms,
         ..StoreOptions::default()
     }
 }

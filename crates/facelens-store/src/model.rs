@@ -64,6 +64,10 @@ pub struct StoreOptions {
     /// PostgreSQL only: keep the tables in this schema (created if missing) instead of the
     /// connection's default. Lets several deployments or test runs share one database.
     pub pg_schema: Option<String>,
+    /// PostgreSQL only: how long a request waits for a pooled connection, and the server-side
+    /// `statement_timeout`, milliseconds. Bounds how long a request can hang when the database
+    /// is down or stuck: it then fails (10014) instead of waiting.
+    pub op_timeout_ms: u64,
 }
 
 impl Default for StoreOptions {
@@ -75,6 +79,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             busy_timeout_ms: 30_000,
             pg_schema: None,
+            op_timeout_ms: 5_000,
         }
     }
 }
@@ -457,6 +462,9 @@ pub struct Ticket {
     /// The accounting day the unit was taken from (a request that straddles midnight gives
     /// the unit back to the day it was taken from).
     pub day: Day,
+    /// The reservation's row in `quota_pending` (0 = none): finishing deletes it; a row a
+    /// crash left behind is given back by [`crate::Store::reclaim_stale`].
+    pub pending: i64,
 }
 
 /// The answer of [`crate::Store::reserve`].

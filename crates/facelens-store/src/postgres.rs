@@ -25,11 +25,18 @@ use crate::model::{StoreOptions, unix_now};
 use crate::sql::{Migration, impl_sql_store, key_select};
 use crate::store::Backend;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "quota_pending",
+        sql: include_str!("../migrations/postgres/0002_quota_pending.sql"),
+    },
+];
 
 /// Key of the advisory lock that serialises migrations (any fixed number; "FACELENS").
 const MIGRATION_LOCK: i64 = 0x4641_4345_4c45_4e53;
@@ -81,8 +88,11 @@ impl PostgresStore {
             }
             connect = connect.options([("search_path", schema.as_str())]);
         }
+        let timeout = std::time::Duration::from_millis(opts.op_timeout_ms.max(1));
+        connect = connect.options([("statement_timeout", opts.op_timeout_ms.max(1).to_string())]);
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(timeout)
             .connect_with(connect)
             .await?;
         let store = PostgresStore { pool, opts };

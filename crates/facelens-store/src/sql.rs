@@ -73,6 +73,11 @@ pub(crate) const RELEASE_DAY: &str = "UPDATE quota_daily SET used = \
 pub(crate) const RECORD_USAGE: &str = "INSERT INTO usage_daily (key_id, day, code, requests) \
      VALUES ($1, $2, $3, 1) ON CONFLICT (key_id, day, code) \
      DO UPDATE SET requests = usage_daily.requests + 1";
+pub(crate) const INSERT_PENDING: &str = "INSERT INTO quota_pending (key_id, day, created_at) \
+     VALUES ($1, $2, $3) RETURNING id";
+pub(crate) const DELETE_PENDING: &str = "DELETE FROM quota_pending WHERE id = $1";
+pub(crate) const STALE_PENDING: &str =
+    "SELECT id, key_id, day FROM quota_pending WHERE created_at < $1 ORDER BY id";
 pub(crate) const TOTAL_USED: &str = "SELECT total_used FROM api_keys WHERE id = $1";
 pub(crate) const DAY_USED: &str = "SELECT used FROM quota_daily WHERE key_id = $1 AND day = $2";
 pub(crate) const USAGE_ALL: &str = "SELECT key_id, day, code, requests FROM usage_daily \
@@ -495,8 +500,18 @@ macro_rules! impl_sql_store {
                     tx.rollback().await?;
                     return Ok(Reservation::Denied(hit));
                 }
+                let pending: i64 = sqlx::query_scalar(crate::sql::INSERT_PENDING)
+                    .bind(key_id)
+                    .bind(day)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                Ok(Reservation::Granted(Ticket { key_id, day }))
+                Ok(Reservation::Granted(Ticket {
+                    key_id,
+                    day,
+                    pending,
+                }))
             }
 
             async fn release(
@@ -504,17 +519,103 @@ macro_rules! impl_sql_store {
                 ticket: crate::model::Ticket,
             ) -> Result<(), crate::error::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
-                sqlx::query(crate::sql::RELEASE_TOTAL)
-                    .bind(ticket.key_id)
+                let still_pending = sqlx::query(crate::sql::DELETE_PENDING)
+                    .bind(ticket.pending)
                     .execute(&mut *tx)
-                    .await?;
-                sqlx::query(crate::sql::RELEASE_DAY)
+                    .await?
+                    .rows_affected()
+                    > 0;
+                // A reservation already reclaimed after a crash was given back then.
+                if still_pending || ticket.pending == 0 {
+                    sqlx::query(crate::sql::RELEASE_TOTAL)
+                        .bind(ticket.key_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(crate::sql::RELEASE_DAY)
+                        .bind(ticket.key_id)
+                        .bind(ticket.day)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn finish(
+                &self,
+                ticket: crate::model::Ticket,
+                now: crate::model::UnixTime,
+                outcome: Option<facelens_core::ErrorCode>,
+            ) -> Result<(), crate::error::StoreError> {
+                // One transaction: the pending row goes, the unit is given back or kept, and
+                // the outcome is recorded, together or not at all.
+                let (_guard, mut tx) = self.begin_write().await?;
+                let still_pending = sqlx::query(crate::sql::DELETE_PENDING)
+                    .bind(ticket.pending)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+                let reclaimed = ticket.pending != 0 && !still_pending;
+                let counts = crate::model::counts_against_quota(outcome);
+                if !counts && !reclaimed {
+                    sqlx::query(crate::sql::RELEASE_TOTAL)
+                        .bind(ticket.key_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(crate::sql::RELEASE_DAY)
+                        .bind(ticket.key_id)
+                        .bind(ticket.day)
+                        .execute(&mut *tx)
+                        .await?;
+                } else if counts && reclaimed {
+                    // It outlived the reclaim age and still counts: take the unit again.
+                    sqlx::query(crate::sql::RESERVE_TOTAL)
+                        .bind(ticket.key_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    sqlx::query(crate::sql::RESERVE_DAY)
+                        .bind(ticket.key_id)
+                        .bind(ticket.day)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(crate::sql::RECORD_USAGE)
                     .bind(ticket.key_id)
-                    .bind(ticket.day)
+                    .bind(self.opts.day_of(now))
+                    .bind(i64::from(crate::model::outcome_code(outcome)))
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn reclaim_stale(
+                &self,
+                older_than: crate::model::UnixTime,
+            ) -> Result<u64, crate::error::StoreError> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let stale: Vec<(i64, i64, i64)> = sqlx::query_as(crate::sql::STALE_PENDING)
+                    .bind(older_than)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for (id, key_id, day) in &stale {
+                    sqlx::query(crate::sql::RELEASE_TOTAL)
+                        .bind(key_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(crate::sql::RELEASE_DAY)
+                        .bind(key_id)
+                        .bind(day)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(crate::sql::DELETE_PENDING)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(stale.len() as u64)
             }
 
             async fn record_usage(

@@ -29,11 +29,18 @@ use crate::store::Backend;
 /// The database file name inside a data directory.
 pub const DB_FILE: &str = "facelens.db";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/sqlite/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "quota_pending",
+        sql: include_str!("../migrations/sqlite/0002_quota_pending.sql"),
+    },
+];
 
 /// A store in a SQLite file.
 pub struct SqliteStore {

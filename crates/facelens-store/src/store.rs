@@ -182,6 +182,11 @@ pub trait Store: Send + Sync + 'static {
         self.record_usage(key_id, now, outcome_code(outcome)).await
     }
 
+    /// Give back the units of reservations made before `older_than` and never finished (the
+    /// process that made them died); returns how many. Safe while other processes serve, as
+    /// long as `older_than` is earlier than the start of any request still running.
+    async fn reclaim_stale(&self, older_than: UnixTime) -> Result<u64, StoreError>;
+
     /// A key's quota counters at `now`.
     async fn quota_usage(&self, key_id: i64, now: UnixTime) -> Result<QuotaUsage, StoreError>;
 

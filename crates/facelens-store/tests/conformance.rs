@@ -172,6 +172,7 @@ conformance! {
     quota_test_keys: 1,
     quota_release_and_finish: 1,
     quota_exact_under_concurrency: 4,
+    abandoned_reservations_are_reclaimed: 2,
     usage_report: 1,
     face_tokens: 1,
     reopen_is_idempotent: 2,
@@ -961,6 +962,7 @@ async fn quota_release_and_finish(env: &Env) {
     s.release(Ticket {
         key_id: k2.id,
         day: s.day_of(late),
+        pending: 0,
     })
     .await
     .expect("release");
@@ -969,6 +971,51 @@ async fn quota_release_and_finish(env: &Env) {
     let rows = s.usage_last_days(Some(k.id), 1, NOW).await.expect("usage");
     let by_code: BTreeMap<u32, i64> = rows.iter().map(|r| (r.code, r.count)).collect();
     assert_eq!(by_code, BTreeMap::from([(0, 1), (200205, 1), (200216, 1)]));
+}
+
+/// A process that dies between reserve and finish leaves its units taken; `reclaim_stale`
+/// gives back exactly those older than the cut-off, once, and a late finish of a reclaimed
+/// ticket neither releases twice nor loses a counting outcome.
+async fn abandoned_reservations_are_reclaimed(env: &Env) {
+    let (a, b) = (&env.stores[0], &env.stores[1]);
+    let (k, _) = create(
+        a.as_ref(),
+        NewKey {
+            name: "crashy".into(),
+            total_quota: Some(10),
+            ..NewKey::default()
+        },
+    )
+    .await;
+    // Three requests admitted by a process that then dies (its tickets are never finished).
+    let mut lost = Vec::new();
+    for i in 0..3 {
+        lost.push(granted(a.reserve(k.id, NOW + i).await.expect("reserve")));
+    }
+    // One admitted later, still running in another process.
+    let live = granted(b.reserve(k.id, NOW + 100).await.expect("reserve"));
+    assert_eq!(a.quota_usage(k.id, NOW + 100).await.expect("u").total, 4);
+    // Reclaim what is older than the live one: the three, once.
+    assert_eq!(b.reclaim_stale(NOW + 50).await.expect("reclaim"), 3);
+    assert_eq!(b.reclaim_stale(NOW + 50).await.expect("reclaim"), 0);
+    assert_eq!(a.quota_usage(k.id, NOW + 100).await.expect("u").total, 1);
+    // The live one finishes normally and counts.
+    b.finish(live, NOW + 101, None).await.expect("finish");
+    assert_eq!(a.quota_usage(k.id, NOW + 101).await.expect("u").total, 1);
+    // Late finishes of reclaimed tickets: a refusal is not given back twice, a success is
+    // taken again.
+    let mut lost = lost.into_iter();
+    let refused = lost.next().expect("ticket");
+    a.finish(refused, NOW + 102, Some(ErrorCode::CorruptImage))
+        .await
+        .expect("finish");
+    assert_eq!(a.quota_usage(k.id, NOW + 102).await.expect("u").total, 1);
+    let succeeded = lost.next().expect("ticket");
+    a.finish(succeeded, NOW + 103, None).await.expect("finish");
+    assert_eq!(a.quota_usage(k.id, NOW + 103).await.expect("u").total, 2);
+    let released = lost.next().expect("ticket");
+    a.release(released).await.expect("release");
+    assert_eq!(a.quota_usage(k.id, NOW + 103).await.expect("u").total, 2);
 }
 
 async fn quota_exact_under_concurrency(env: &Env) {
@@ -1206,7 +1253,7 @@ async fn sqlite_file_holds_no_secret_and_open_parses_locations() {
         Err(StoreError::InvalidLocation { .. })
     ));
     let direct = SqliteStore::open(&db, options()).await.expect("open");
-    assert_eq!(direct.schema_version().await.expect("version"), 1);
+    assert_eq!(direct.schema_version().await.expect("version"), 2);
 }
 
 #[tokio::test]
@@ -1234,7 +1281,7 @@ async fn postgres_open_by_url_and_bad_schema() {
         )
         .await
         .expect("connect");
-        assert_eq!(store.schema_version().await.expect("version"), 1);
+        assert_eq!(store.schema_version().await.expect("version"), 2);
         assert_eq!(store.backend(), Backend::Postgres);
         store.close().await;
     }
