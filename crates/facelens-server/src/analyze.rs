@@ -73,9 +73,11 @@ pub fn options_for(face_type: FaceType, max_faces: usize, detector_max_side: u32
 }
 
 impl AppState {
-    /// "Busy" when every queue slot is taken, asked before a request's body is read: under
-    /// overload a refusal then costs neither the upload nor parsing nor a store lookup. The
-    /// queue still decides for the requests that pass (a slot may fill in between).
+    /// "Busy" when every queue slot is taken, asked before a request's body is parsed: under
+    /// overload a refusal then costs neither parsing nor decoding nor a store lookup (the body
+    /// is only read and discarded, so that the client gets the answer on a connection that
+    /// stays usable). The queue still decides for the requests that pass (a slot may fill in
+    /// between).
     pub(crate) fn refuse_if_busy(&self) -> Result<(), FaceError> {
         if self.engine.is_full() {
             return Err(self.busy_error());

@@ -62,8 +62,48 @@ fn parse_query(q: &str) -> Result<Vec<(String, String)>, FaceError> {
         .map_err(|e| malformed(format!("query string: {e}")))
 }
 
+/// Read and discard a request body the answer does not need (a busy refusal), up to
+/// `max_body` bytes and within the body deadline. Answering without reading it would make the
+/// server close the connection with the client still sending, and the client would see a
+/// broken pipe instead of the answer; reading without parsing costs little.
+pub async fn drain(body: Body, max_body: usize) {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            seen += data.len();
+            if seen > max_body {
+                break;
+            }
+        }
+    }
+}
+
+/// The declared body length, when the client declared one over `max_body`: refused before a
+/// byte of the body is buffered.
+fn declared_too_long(req: &Request<Body>, max_body: usize) -> Option<FaceError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    (declared > max_body as u64).then(|| {
+        FaceError::new(
+            ErrorCode::ImageTooLarge,
+            format!("the request body ({declared} bytes) is over {max_body} bytes"),
+        )
+    })
+}
+
 /// Read every field of `req`: the query string, then the body by its content type.
 pub async fn read_fields(req: Request<Body>, max_body: usize) -> Result<Fields, FaceError> {
+    if let Some(e) = declared_too_long(&req, max_body) {
+        return Err(e);
+    }
     let mut fields = Fields::default();
     if let Some(q) = req.uri().query() {
         fields.push_all(parse_query(q)?)?;

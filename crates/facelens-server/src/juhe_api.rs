@@ -2,7 +2,7 @@
 //!
 //! Always HTTP 200 with `{reason, result, error_code}` (the code is in the body, as the
 //! original does); Chinese reasons from the one error table; faces largest first. The order of
-//! checks: a full queue answers busy (200217) before the body is read, then read the fields (200218 / 200203 for an unreadable or oversized body), then the key
+//! checks: a full queue answers busy (200217) before the body is parsed (it is read and discarded), then read the fields (200218 / 200203 for an unreadable or oversized body), then the key
 //! and the caller (100xx, see [`crate::access`]), then the fields (2002xx), then the work.
 
 use crate::API_FACE_DETECT;
@@ -38,6 +38,7 @@ pub async fn face_detect(
         .map(|r| r.0.clone())
         .unwrap_or_default();
     if let Err(e) = st.refuse_if_busy() {
+        crate::input::drain(req.into_body(), st.max_body_bytes).await;
         return answer_error(&st, &e, &request_id);
     }
     let caller = st.caller(peer, req.headers());

@@ -374,6 +374,7 @@ pub async fn detect(
         .map(|r| r.0.clone())
         .unwrap_or_default();
     if let Err(e) = st.refuse_if_busy() {
+        crate::input::drain(req.into_body(), st.max_body_bytes).await;
         return refuse(&e.into(), &request_id);
     }
     let caller = st.caller(peer, req.headers());
