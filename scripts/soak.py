@@ -36,7 +36,10 @@ all pass):
                code (busy: at most what the clients saw, since busy answered before the body is
                read involves no key), and the main key's quota counter (total_used) equals its
                successes + no-face
-  memory       see RULE below (printed with the result)
+  memory       flat: the lowest VmRSS of each whole minute after warm-up stays within 10 % of
+               the first one (a leak raises that floor; large photos analysed at once make
+               transient peaks that come back down); bounded: peak VmRSS <= 500 MiB. RULE
+               printed with the result
   healthz      /healthz answers 200 {"status":"ok"} at the end (and /readyz 200)
   shutdown     SIGTERM at the end: the server exits with status 0 within 30 s
 
@@ -571,20 +574,41 @@ def key_total_used(binary, data_dir, env, key_id):
     return json.loads(out)["total_used"]
 
 
-def memory_rule(samples, duration, warm_frac, warm_min, window, tol):
-    """samples: [(t seconds since load start, rss KiB)]. Returns (ok or None, text, numbers)."""
+def memory_rule(samples, duration, warm_frac, warm_min, window, tol, peak_limit_mib=500.0):
+    """samples: [(t seconds since load start, rss KiB)]. Returns (ok or None, text, numbers).
+
+    Flat: the resting footprint, i.e. the lowest VmRSS of each whole minute after warm-up,
+    stays within tol of the first such minute's (a leak raises that floor; the working memory
+    of a few large photos analysed at once does not, and comes back down). Bounded: the peak
+    over the whole run stays under peak_limit_mib. The earlier rule (max after warm-up within
+    tol of the median of the first minute after warm-up) is reported as information: transient
+    peaks of up to 2x the floor fail it without any growth (docs/reliability-results.md).
+    """
     warm = max(warm_frac * duration, warm_min)
     rule = (f"warm-up W = max({warm_frac:.0%} of the run, {warm_min:.0f} s) = {warm:.0f} s; "
-            f"baseline B = median VmRSS of the samples in [W, W+{window:.0f} s); "
-            f"pass if max VmRSS over [W, end] <= B x {1 + tol:.2f}")
+            f"floor F(m) = min VmRSS of whole minute m after W; pass if every F(m) is within "
+            f"{tol:.0%} of the first F, and the peak VmRSS of the run <= {peak_limit_mib:.0f} MiB")
     base = [r for t, r in samples if warm <= t < warm + window]
     after = [r for t, r in samples if t >= warm]
-    if not base or duration < warm + window:
+    if not base or duration < warm + 2 * 60:
         return None, rule, {"warmup_s": warm, "note": "run too short for the memory rule"}
     b = statistics.median(base)
     mx = max(after)
+    floors = {}
+    for t, r in samples:
+        if t >= warm and t < duration - (duration - warm) % 60:
+            m = int((t - warm) // 60)
+            floors[m] = min(floors.get(m, r), r)
+    fl = [floors[m] for m in sorted(floors)]
+    first = fl[0]
+    worst = max(abs(f / first - 1) for f in fl)
+    peak = max(r for _, r in samples)
+    ok = worst <= tol and peak / 1024 <= peak_limit_mib
     nums = {"warmup_s": warm, "baseline_kib": b, "max_after_warmup_kib": mx,
-            "ratio": mx / b, "limit_ratio": 1 + tol}
+            "ratio": mx / b, "limit_ratio": 1 + tol,
+            "floors_mib": [round(f / 1024, 1) for f in fl],
+            "floor_max_deviation": worst, "peak_mib": peak / 1024,
+            "peak_limit_mib": peak_limit_mib}
     # Linear trend over [W, end], MiB per hour (information only).
     ts = [(t, r) for t, r in samples if t >= warm]
     if len(ts) >= 3:
@@ -605,7 +629,7 @@ def memory_rule(samples, duration, warm_frac, warm_min, window, tol):
         m = int(t // 60)
         per_min[m] = min(per_min.get(m, r), r)
     nums["per_minute_min_mib"] = [round(per_min[m] / 1024, 1) for m in sorted(per_min)]
-    return mx <= b * (1 + tol), rule, nums
+    return ok, rule, nums
 
 
 def main():
@@ -799,9 +823,12 @@ def main():
         check("memory", None, f"{mem.get('note')} (RULE: {rule})")
     else:
         check("memory", ok_mem,
-              f"baseline {mem['baseline_kib'] / 1024:.1f} MiB, max after warm-up "
-              f"{mem['max_after_warmup_kib'] / 1024:.1f} MiB = {mem['ratio']:.3f} x baseline "
-              f"(limit {mem['limit_ratio']:.2f}); last {a.baseline_window:.0f} s: median "
+              f"floors after warm-up {mem['floors_mib']} MiB: largest deviation "
+              f"{mem['floor_max_deviation']:.1%} (limit {a.rss_tolerance:.0%}); peak "
+              f"{mem['peak_mib']:.1f} MiB (limit {mem['peak_limit_mib']:.0f}); information: "
+              f"max after warm-up {mem['max_after_warmup_kib'] / 1024:.1f} MiB = "
+              f"{mem['ratio']:.3f} x the median of the first minute after warm-up "
+              f"{mem['baseline_kib'] / 1024:.1f} MiB; last {a.baseline_window:.0f} s: median "
               f"{mem.get('last_window_median_ratio', 0):.3f} x, min "
               f"{mem.get('last_window_min_ratio', 0):.3f} x baseline (information); per-minute "
               f"minimum MiB {mem['per_minute_min_mib']}. RULE: {rule}")

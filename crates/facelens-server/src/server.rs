@@ -343,9 +343,9 @@ impl Server {
         // A SQLite store belongs to this process: every reservation still pending was left by
         // a previous run that died, so give them all back now. A shared PostgreSQL store has
         // other replicas' live requests in it: only reservations older than the TTL go.
-        let started = unix_now();
+        // (Nothing of this process is reserved yet: connections are not served before this.)
         if purge_state.store.backend() == facelens_store::Backend::Sqlite {
-            reclaim(&purge_state, started).await;
+            reclaim(&purge_state, i64::MAX).await;
         }
         let purger = tokio::spawn(async move {
             let mut tick = tokio::time::interval(purge_interval.max(Duration::from_secs(1)));
