@@ -132,7 +132,8 @@ def main():
         put("base64", name, data)
 
     # request_fields: a selector byte (0 form, 1 JSON, 2 multipart, 3 none, 4 GET; +8 = 512-byte
-    # body limit), then the body or the query string.
+    # body limit; +0x10 = a Content-Length header with the real length, +0x30 = one claiming 1),
+    # then the body or the query string.
     small = base64.b64encode(b"\xff\xd8\xff hello").decode()
     mp = (
         b"--FuzzBoundary\r\n"
@@ -168,6 +169,9 @@ def main():
         "multipart_fields": b"\x02" + mp_field,
         "none_json": b"\x03" + f'{{"image":"{small}"}}'.encode(),
         "none_form": b"\x03" + form,
+        "form_content_length": b"\x10" + form,
+        "multipart_declared_over_limit": b"\x1a" + mp,
+        "json_content_length_lie": b"\x31" + f'{{"image":"{small}"}}'.encode(),
         "get_query": b"\x04" + form,
         "get_token": b"\x04key=abc&image=0123456789abcdef0123456789abcdef&image_type=3",
     }.items():
