@@ -83,13 +83,21 @@ impl Admission {
         }
     }
 
-    /// Record the outcome (`None` = success); it decides whether the unit counts.
-    pub async fn finish(mut self, outcome: Option<ErrorCode>) {
+    /// Record the outcome (`None` = success); it decides whether the unit counts. A success
+    /// must be recorded before it is answered (commit before acknowledging): when recording
+    /// fails, the caller answers 10014 instead, and the reservation, still pending, is given
+    /// back later (`reservation_ttl_secs`), so nothing is charged for an answer never given.
+    pub async fn finish(mut self, outcome: Option<ErrorCode>) -> Result<(), FaceError> {
         if let Some(ticket) = self.ticket.take()
             && let Err(e) = self.store.finish(ticket, unix_now(), outcome).await
         {
             tracing::error!("recording usage failed: {e}");
+            return Err(FaceError::new(
+                ErrorCode::Internal,
+                format!("recording the outcome failed: {e}"),
+            ));
         }
+        Ok(())
     }
 }
 

@@ -149,7 +149,7 @@ impl AppState {
             })
             .collect();
         if self.retain_tokens {
-            self.keep_tokens(&faces, a.width, a.height).await;
+            self.keep_tokens(&faces, a.width, a.height).await?;
         }
         Ok(Analyzed {
             width: a.width,
@@ -161,7 +161,14 @@ impl AppState {
         })
     }
 
-    async fn keep_tokens(&self, faces: &[TokenFace], width: u32, height: u32) {
+    /// Store each face under its token before the answer names it: a token_id handed out must
+    /// resolve later, so a failure to store is an internal error (10014), not a success.
+    async fn keep_tokens(
+        &self,
+        faces: &[TokenFace],
+        width: u32,
+        height: u32,
+    ) -> Result<(), FaceError> {
         let now = unix_now();
         for f in faces {
             let stored = StoredFace {
@@ -172,23 +179,20 @@ impl AppState {
                 width,
                 height,
             };
-            let json = match serde_json::to_string(&stored) {
-                Ok(j) => j,
-                Err(e) => {
-                    tracing::error!("serialising a face for its token failed: {e}");
-                    continue;
-                }
-            };
-            // A token that cannot be stored only means image_type=3 will not find it later;
-            // the answer itself is still right, so log and go on.
-            if let Err(e) = self
-                .store
+            let json = serde_json::to_string(&stored).map_err(|e| {
+                FaceError::new(ErrorCode::Internal, format!("serialising a face: {e}"))
+            })?;
+            self.store
                 .put_face_token(&f.token_id, &json, now, self.token_ttl_secs)
                 .await
-            {
-                tracing::error!("storing token {} failed: {e}", f.token_id);
-            }
+                .map_err(|e| {
+                    FaceError::new(
+                        ErrorCode::Internal,
+                        format!("storing token {} failed: {e}", f.token_id),
+                    )
+                })?;
         }
+        Ok(())
     }
 
     async fn load_token(&self, token: &str) -> Result<Analyzed, FaceError> {

@@ -71,7 +71,9 @@ pub async fn face_detect(
     .await;
     match outcome {
         Ok(analyzed) => {
-            admission.finish(None).await;
+            if let Err(e) = admission.finish(None).await {
+                return answer_error(&st, &e, &request_id);
+            }
             let face_list: Vec<JuheFace> = analyzed
                 .faces
                 .iter()
@@ -84,7 +86,8 @@ pub async fn face_detect(
             respond(&st, &env, 0)
         }
         Err(e) => {
-            admission.finish(Some(e.code)).await;
+            // An error answer is right whether or not its outcome could be recorded.
+            let _ = admission.finish(Some(e.code)).await;
             answer_error(&st, &e, &request_id)
         }
     }

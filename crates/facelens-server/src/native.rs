@@ -228,7 +228,9 @@ pub async fn detect(
             } else {
                 None
             };
-            admission.finish(code).await;
+            if let Err(e) = admission.finish(code).await {
+                return error_response(&e, &request_id);
+            }
             let body = NativeResponse {
                 request_id,
                 width: a.width,
@@ -250,7 +252,7 @@ pub async fn detect(
             resp
         }
         Err(e) => {
-            admission.finish(Some(e.code)).await;
+            let _ = admission.finish(Some(e.code)).await;
             error_response(&e, &request_id)
         }
     }

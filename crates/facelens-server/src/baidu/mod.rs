@@ -414,7 +414,9 @@ pub async fn detect(
     .await;
     match outcome {
         Ok((analyzed, want)) => {
-            admission.finish(None).await;
+            if let Err(e) = admission.finish(None).await {
+                return refuse(&e.into(), &request_id);
+            }
             let face_list: Vec<BaiduFace> = analyzed
                 .faces
                 .iter()
@@ -434,7 +436,7 @@ pub async fn detect(
             respond(&env, 0, None)
         }
         Err(r) => {
-            admission.finish(Some(r.error.code)).await;
+            let _ = admission.finish(Some(r.error.code)).await;
             refuse(&r, &request_id)
         }
     }
