@@ -2,8 +2,8 @@
 """Write the hand-made seed corpora under fuzz/corpus/<target>/ (needs Pillow).
 
 Run from the repository root: python3 fuzz/scripts/make_seeds.py
-The pipeline's face seed is one UTKFace development crop downscaled to 96 px; it is read from
-$FACELENS_EVALDATA or ../shared/evaldata and skipped (with a message) when absent.
+Every seed is synthetic: the development data may never be committed, nor anything derived
+from it (fuzzer mutants of a dev image included). The pipeline's "face" seed is a drawn face.
 """
 import base64
 import io
@@ -14,7 +14,6 @@ import zlib
 from PIL import Image
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "corpus")
-FACE = "attributes/utkface/25_1_3_20170119171206287.jpg.chip.jpg"
 
 
 def put(target, name, data):
@@ -102,18 +101,21 @@ def main():
     for name, data in images.items():
         put("decode", name, data)
 
-    # pipeline: a few decodable images and, when the dev data is there, one real face.
+    # pipeline: a few decodable images and a drawn face (skin ellipse, eyes, brows, nose, mouth).
     for name in ("tiny.jpg", "exif6.jpg", "grey.jpg", "png16.png"):
         put("pipeline", name, images[name])
-    evaldata = os.environ.get("FACELENS_EVALDATA") or os.path.join(ROOT, "..", "..", "..", "shared", "evaldata")
-    face_path = os.path.join(evaldata, FACE)
-    if os.path.exists(face_path):
-        face = Image.open(face_path).convert("RGB")
-        face.thumbnail((96, 96))
-        put("pipeline", "face96.jpg", enc(face, "JPEG", quality=80))
-        put("pipeline", "face96.png", enc(face.resize((48, 48)), "PNG"))
-    else:
-        print(f"no dev data at {evaldata}: pipeline face seed skipped")
+    from PIL import ImageDraw
+    face = Image.new("RGB", (96, 96), (200, 205, 210))
+    d = ImageDraw.Draw(face)
+    d.ellipse((22, 14, 74, 84), fill=(224, 180, 150))
+    for x in (36, 60):
+        d.ellipse((x - 6, 38, x + 6, 46), fill=(250, 250, 250))
+        d.ellipse((x - 3, 39, x + 3, 45), fill=(40, 30, 25))
+        d.line((x - 8, 32, x + 8, 31), fill=(70, 50, 40), width=2)
+    d.line((48, 44, 45, 60), fill=(170, 120, 100), width=2)
+    d.arc((36, 58, 60, 74), 20, 160, fill=(150, 60, 60), width=3)
+    put("pipeline", "drawn_face96.jpg", enc(face, "JPEG", quality=85))
+    put("pipeline", "drawn_face48.png", enc(face.resize((48, 48)), "PNG"))
 
     # base64: two bytes of limit (little-endian, +1), then the field's text.
     lim = lambda n: struct.pack("<H", n - 1)
