@@ -599,7 +599,19 @@ macro_rules! impl_sql_store {
                     .bind(older_than)
                     .fetch_all(&mut *tx)
                     .await?;
+                let mut reclaimed = 0u64;
                 for (id, key_id, day) in &stale {
+                    // Delete first and give the unit back only if this transaction removed the
+                    // row: a request finishing at the same moment may have removed it (and
+                    // kept its unit) since the select.
+                    let removed = sqlx::query(crate::sql::DELETE_PENDING)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if removed == 0 {
+                        continue;
+                    }
                     sqlx::query(crate::sql::RELEASE_TOTAL)
                         .bind(key_id)
                         .execute(&mut *tx)
@@ -609,13 +621,10 @@ macro_rules! impl_sql_store {
                         .bind(day)
                         .execute(&mut *tx)
                         .await?;
-                    sqlx::query(crate::sql::DELETE_PENDING)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    reclaimed += 1;
                 }
                 tx.commit().await?;
-                Ok(stale.len() as u64)
+                Ok(reclaimed)
             }
 
             async fn record_usage(
