@@ -153,6 +153,38 @@ macro_rules! impl_sql_store {
                 })
             }
 
+            /// Give one unit back to the key's total and to `day` (never below zero).
+            async fn give_back(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                key_id: i64,
+                day: i64,
+            ) -> Result<(), crate::error::StoreError> {
+                sqlx::query(crate::sql::RELEASE_TOTAL)
+                    .bind(key_id)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(crate::sql::RELEASE_DAY)
+                    .bind(key_id)
+                    .bind(day)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// Remove the pending row `id`; whether this transaction removed it (false: it was
+            /// already gone, finished or reclaimed).
+            async fn take_pending(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                id: i64,
+            ) -> Result<bool, crate::error::StoreError> {
+                Ok(sqlx::query(crate::sql::DELETE_PENDING)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+                    > 0)
+            }
+
             /// Apply the migrations newer than the database's version, inside `tx`.
             async fn migrate_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -519,23 +551,10 @@ macro_rules! impl_sql_store {
                 ticket: crate::model::Ticket,
             ) -> Result<(), crate::error::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
-                let still_pending = sqlx::query(crate::sql::DELETE_PENDING)
-                    .bind(ticket.pending)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    > 0;
+                let still_pending = Self::take_pending(&mut tx, ticket.pending).await?;
                 // A reservation already reclaimed after a crash was given back then.
                 if still_pending || ticket.pending == 0 {
-                    sqlx::query(crate::sql::RELEASE_TOTAL)
-                        .bind(ticket.key_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(crate::sql::RELEASE_DAY)
-                        .bind(ticket.key_id)
-                        .bind(ticket.day)
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::give_back(&mut tx, ticket.key_id, ticket.day).await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -550,24 +569,11 @@ macro_rules! impl_sql_store {
                 // One transaction: the pending row goes, the unit is given back or kept, and
                 // the outcome is recorded, together or not at all.
                 let (_guard, mut tx) = self.begin_write().await?;
-                let still_pending = sqlx::query(crate::sql::DELETE_PENDING)
-                    .bind(ticket.pending)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    > 0;
+                let still_pending = Self::take_pending(&mut tx, ticket.pending).await?;
                 let reclaimed = ticket.pending != 0 && !still_pending;
                 let counts = crate::model::counts_against_quota(outcome);
                 if !counts && !reclaimed {
-                    sqlx::query(crate::sql::RELEASE_TOTAL)
-                        .bind(ticket.key_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(crate::sql::RELEASE_DAY)
-                        .bind(ticket.key_id)
-                        .bind(ticket.day)
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::give_back(&mut tx, ticket.key_id, ticket.day).await?;
                 } else if counts && reclaimed {
                     // It outlived the reclaim age and still counts: take the unit again.
                     sqlx::query(crate::sql::RESERVE_TOTAL)
@@ -604,24 +610,10 @@ macro_rules! impl_sql_store {
                     // Delete first and give the unit back only if this transaction removed the
                     // row: a request finishing at the same moment may have removed it (and
                     // kept its unit) since the select.
-                    let removed = sqlx::query(crate::sql::DELETE_PENDING)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if removed == 0 {
-                        continue;
+                    if Self::take_pending(&mut tx, *id).await? {
+                        Self::give_back(&mut tx, *key_id, *day).await?;
+                        reclaimed += 1;
                     }
-                    sqlx::query(crate::sql::RELEASE_TOTAL)
-                        .bind(key_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(crate::sql::RELEASE_DAY)
-                        .bind(key_id)
-                        .bind(day)
-                        .execute(&mut *tx)
-                        .await?;
-                    reclaimed += 1;
                 }
                 tx.commit().await?;
                 Ok(reclaimed)
