@@ -3,6 +3,7 @@
 
     python3 scripts/peers/compare.py --work DIR [--data ../shared/evaldata] [--peers ../shared/peers]
         [--models ../shared/models] [--facelens target/release/facelens] [--steps ...] [--out results.md]
+        [--wider-limit N] [--attrs-limit N]      (smoke runs: a few images per step, see --help)
 
 Runs, one after another so that timings never overlap (the box has 2 cores):
   facelens   `facelens detect` over the WIDER dev images (every face, every attribute: the same
@@ -18,6 +19,10 @@ peak RSS, WIDER AP, and age MAE / gender / emotion accuracy on the same labelled
 Setting up (once, cached under --work): two Python venvs and a node_modules folder with the
 versions the peers' README names, installed from the package registries. Nothing of the peers is
 committed to this repository.
+
+Raw outputs go to --work/runs (full run) or --work/runs-smoke-w<N>-a<M> (with limits), so a smoke
+run never mixes into the full run's table. With --wider-limit, WIDER AP is scored against the
+same first N images only (a filtered manifest under the runs folder; the images are not copied).
 """
 import argparse, json, os, resource, subprocess, sys, time
 
@@ -35,23 +40,40 @@ def sh(cmd, **kw):
     subprocess.run(cmd, check=True, **kw)
 
 
+ORT_PKGS = ['numpy==1.26.4', 'onnxruntime==1.26.0', 'opencv-python-headless==4.11.0.86']
+MP_PKGS = ['numpy<2', 'protobuf>=4.25.3,<5', 'absl-py', 'attrs', 'flatbuffers>=2.0', 'opencv-python-headless', 'matplotlib']
+
+
+def installed(marker, spec):
+    """True when `marker` records exactly this install spec (so a changed pin reinstalls)."""
+    return os.path.exists(marker) and open(marker).read() == spec
+
+
 def setup(work):
     ort = os.path.join(work, 'ortvenv', 'bin', 'python')
-    if not os.path.exists(ort):
-        sh([sys.executable, '-m', 'venv', os.path.join(work, 'ortvenv')])
-        sh([ort, '-m', 'pip', 'install', '-q', 'numpy<2', 'onnxruntime', 'opencv-python-headless'])
+    spec = json.dumps(ORT_PKGS)
+    if not installed(os.path.join(work, 'ortvenv', '.compare-installed'), spec):
+        if not os.path.exists(ort):
+            sh([sys.executable, '-m', 'venv', os.path.join(work, 'ortvenv')])
+        sh([ort, '-m', 'pip', 'install', '-q', *ORT_PKGS])
+        open(os.path.join(work, 'ortvenv', '.compare-installed'), 'w').write(spec)
     mp = os.path.join(work, 'mpvenv', 'bin', 'python')
-    if not os.path.exists(mp):
-        sh([sys.executable, '-m', 'venv', os.path.join(work, 'mpvenv')])
+    spec = json.dumps(['mediapipe==0.10.14', *MP_PKGS])
+    if not installed(os.path.join(work, 'mpvenv', '.compare-installed'), spec):
+        if not os.path.exists(mp):
+            sh([sys.executable, '-m', 'venv', os.path.join(work, 'mpvenv')])
+        # without its heavy optional deps (jax, opencv-contrib, sounddevice): pip warns about them, harmless
         sh([mp, '-m', 'pip', 'install', '-q', '--no-deps', 'mediapipe==0.10.14'])
-        sh([mp, '-m', 'pip', 'install', '-q', 'numpy<2', 'protobuf>=4.25.3,<5', 'absl-py', 'attrs', 'flatbuffers>=2.0',
-            'opencv-python-headless', 'matplotlib'])
+        sh([mp, '-m', 'pip', 'install', '-q', *MP_PKGS])
+        open(os.path.join(work, 'mpvenv', '.compare-installed'), 'w').write(spec)
     node = os.path.join(work, 'node')
-    if not os.path.isdir(os.path.join(node, 'node_modules', '@vladmandic', 'human')):
+    spec = json.dumps(NODE_PKGS)
+    if not installed(os.path.join(node, '.compare-installed'), spec):
         os.makedirs(node, exist_ok=True)
         with open(os.path.join(node, 'package.json'), 'w') as f:
             f.write('{"private": true}\n')
         sh(['npm', 'install', '--no-audit', '--no-fund', *NODE_PKGS], cwd=node)
+        open(os.path.join(node, '.compare-installed'), 'w').write(spec)
     return ort, mp, os.path.join(node, 'node_modules')
 
 
@@ -67,21 +89,58 @@ def timed(cmd, log, stdout=None):
     return time.time() - t, ru.ru_maxrss / 1024
 
 
-def attr_items(data):
+def attr_selection(data, limit=0):
+    """The labelled attribute items every attrs step runs, and the peer options that select them.
+
+    Full run: every 3rd UTKFace item (manifest order, 500) + all FER2013 (654), as the Node peers ran.
+    Smoke (limit N): about N UTKFace items spread over all 1500 (every S-th, S = ceil(1500/N), so
+    the ages vary) + the first N FER2013 items. The peers filter with --utk-stride, then cut with
+    --limit, so the same stride and limit = (UTKFace items) + N give them exactly these items.
+    """
     man = [json.loads(l) for l in open(os.path.join(data, 'attributes', 'manifest.jsonl'))]
-    utk = [m for m in man if m['file'].startswith('attributes/utkface/')][::3]
-    fer = [m for m in man if m['file'].startswith('attributes/fer2013/')]
-    return utk + fer
+    utk_all = [m['file'] for m in man if m['file'].startswith('attributes/utkface/')]
+    fer = [m['file'] for m in man if m['file'].startswith('attributes/fer2013/')]
+    stride = 3 if not limit else max(1, -(-len(utk_all) // limit))
+    utk = utk_all[::stride]
+    if not limit:
+        return utk + fer, ['--sources', 'utkface,fer2013', '--utk-stride', '3']
+    items = utk + fer[:limit]
+    return items, ['--sources', 'utkface,fer2013', '--utk-stride', str(stride), '--limit', str(len(items))]
 
 
-def facelens_run(binary, data, files, out_path, log, face_num):
-    """Run `facelens detect` on `files` (one process, single stream) and return its parsed lines."""
-    raw = out_path + '.raw'
-    with open(raw, 'w') as f:
-        wall, rss = timed([binary, '--threads', '2', 'detect', '--face-num', str(face_num),
-                           *[os.path.join(data, x) for x in files]], log, stdout=f)
-    lines = [json.loads(l) for l in open(raw) if l.strip()]
-    return lines, wall, rss
+def facelens_run(binary, backend, data, files, log, face_num):
+    """Run `facelens detect` on `files` in one process, single stream (--jobs 1: one image at a
+    time, like every peer), after two untimed warm-up images (the peers warm up twice too).
+
+    Returns (records in `files` order, per-record ms between output lines, wall s, peak RSS MiB).
+    The CLI flushes one line per image and, with one job, starts the next image right after, so
+    the gap between two lines is that image's whole time (read + decode + pipeline + JSON). It is
+    the fallback for records without `timings` (no face found, unreadable), which carry none.
+    """
+    paths = [os.path.join(data, x) for x in files]
+    cmd = [binary, '--backend', backend, '--threads', '2', 'detect', '--jobs', '1', '--face-num', str(face_num), paths[0], paths[0], *paths]
+    print('+', ' '.join(cmd[:10]), f'... ({len(paths)} images + 2 warm-up)', flush=True)
+    raw, stamps = [], []
+    t = time.time()
+    with open(log, 'w') as lf:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=lf)
+        for line in iter(p.stdout.readline, b''):
+            if line.strip():
+                stamps.append(time.perf_counter())
+                raw.append(json.loads(line))
+        _, status, ru = os.wait4(p.pid, 0)
+    wall = time.time() - t
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):       # 1 = no image had a face: still a result
+        raise SystemExit(f'failed ({code}): facelens detect; see {log}')
+    if len(raw) != len(paths) + 2:
+        raise SystemExit(f'facelens printed {len(raw)} records for {len(paths) + 2} images; see {log}')
+    gaps = [(b - a) * 1000 for a, b in zip(stamps[1:], stamps[2:])]
+    lines = raw[2:]
+    for path, rec in zip(paths, lines):
+        if rec.get('file') != path:
+            raise SystemExit(f'facelens output out of order: {rec.get("file")} for {path}')
+    return lines, gaps, wall, ru.ru_maxrss / 1024
 
 
 def to_schema(face):
@@ -97,14 +156,19 @@ def to_schema(face):
     return d
 
 
-def write_run(path, data, files, lines, wall, rss, mode):
-    times = []
+def write_run(path, files, lines, gaps, wall, rss, mode, backend):
+    """Facelens output -> the peers' run schema (one item per file + a summary line)."""
+    times, from_gap = [], 0
     with open(path, 'w') as out:
-        for rel, rec in zip(files, lines):
-            ms = float(rec.get('timings', {}).get('total_ms', 0.0))
+        for rel, rec, gap in zip(files, lines, gaps):
+            total = (rec.get('timings') or {}).get('total_ms')
+            ms = float(total) if total is not None else gap
+            from_gap += total is None
             times.append(ms)
             faces = (rec.get('result') or {}).get('face_list') or []
-            item = {'file': rel, 'ms': ms, 'n_faces': len(faces)}
+            item = {'file': rel, 'ms': round(ms, 2), 'line_gap_ms': round(gap, 2), 'n_faces': len(faces)}
+            if rec.get('error_code'):
+                item['error_code'] = rec['error_code']
             if mode == 'wider':
                 item['boxes'] = [[f['location']['left'], f['location']['top'], f['location']['width'],
                                   f['location']['height'], f['face_probability']] for f in faces]
@@ -115,7 +179,27 @@ def write_run(path, data, files, lines, wall, rss, mode):
         out.write(json.dumps({'summary': {
             'peer': 'facelens', 'mode': mode, 'n': len(times), 'images_per_s': len(times) / (sum(times) / 1000),
             'median_ms': s[len(s) // 2] if s else None, 'peak_rss_mb': rss, 'wall_s': wall,
-            'wall_images_per_s': len(times) / wall, 'timed': 'decode + whole pipeline (timings.total_ms)'}}) + '\n')
+            'wall_images_per_s': len(times) / wall, 'backend': backend, 'jobs': 1, 'threads': 2,
+            'timed': 'decode + whole pipeline (timings.total_ms); records without timings (no face): gap between output lines',
+            'ms_from_line_gap': from_gap}}) + '\n')
+
+
+def scoring_data(data, runs, wider):
+    """Where collect.py reads the manifests: the data itself, or (WIDER limited) a folder with the
+    first N images' detection manifest and a link to the real attributes/ (images stay put)."""
+    man = [l for l in open(os.path.join(data, 'detection', 'manifest.jsonl')) if l.strip()]
+    if len(wider) == len(man):
+        return data
+    sub = os.path.join(runs, 'score_data')
+    os.makedirs(os.path.join(sub, 'detection'), exist_ok=True)
+    keep = set(wider)
+    with open(os.path.join(sub, 'detection', 'manifest.jsonl'), 'w') as f:
+        f.writelines(l for l in man if json.loads(l)['file'] in keep)
+    link = os.path.join(sub, 'attributes')
+    if os.path.islink(link):
+        os.remove(link)
+    os.symlink(os.path.abspath(os.path.join(data, 'attributes')), link)
+    return sub
 
 
 def main():
@@ -125,47 +209,72 @@ def main():
     ap.add_argument('--peers', default=os.path.join(ROOT, '..', 'shared', 'peers'))
     ap.add_argument('--models', default=os.path.join(ROOT, '..', 'shared', 'models'))
     ap.add_argument('--facelens', default=os.path.join(ROOT, 'target', 'release', 'facelens'))
-    ap.add_argument('--steps', default=','.join(STEPS))
-    ap.add_argument('--wider-limit', type=int, default=0, help='first N WIDER images only (0 = all 300)')
+    ap.add_argument('--backend', default='rten', help='facelens inference backend (explicit, so FACELENS_BACKEND in the shell cannot change it)')
+    ap.add_argument('--steps', default=','.join(STEPS), help='comma list of: ' + ','.join(STEPS))
+    ap.add_argument('--wider-limit', type=int, default=0, help='first N WIDER images only (0 = all 300); AP is then scored on those N')
+    ap.add_argument('--attrs-limit', type=int, default=0,
+                    help='smoke: about N UTKFace items (spread) + the first N FER2013 items (0 = every 3rd UTKFace + all FER2013)')
     ap.add_argument('--out', help='write the table (markdown) here too')
     a = ap.parse_args()
-    steps = a.steps.split(',')
+    steps = [x for x in a.steps.split(',') if x]
+    unknown = [x for x in steps if x not in STEPS]
+    if unknown:
+        ap.error(f'unknown steps {unknown}; known: {STEPS}')
+    a.data, a.peers, a.models = (os.path.abspath(x) for x in (a.data, a.peers, a.models))
     work = os.path.abspath(a.work)
-    runs = os.path.join(work, 'runs')
+    smoke = bool(a.wider_limit or a.attrs_limit)
+    runs = os.path.join(work, f'runs-smoke-w{a.wider_limit}-a{a.attrs_limit}' if smoke else 'runs')
     os.makedirs(runs, exist_ok=True)
+    t0 = time.time()
     ort, mp, nm = setup(work)
-    wider = [json.loads(l)['file'] for l in open(os.path.join(a.data, 'detection', 'manifest.jsonl'))]
+    print(f'setup: {time.time() - t0:.0f} s', flush=True)
+    wider = [json.loads(l)['file'] for l in open(os.path.join(a.data, 'detection', 'manifest.jsonl')) if l.strip()]
     if a.wider_limit:
         wider = wider[:a.wider_limit]
-    items = [m['file'] for m in attr_items(a.data)]
+    wlim = ['--limit', str(a.wider_limit)] if a.wider_limit else []
+    items, sel = attr_selection(a.data, a.attrs_limit)
     log = lambda n: os.path.join(runs, n + '.log')
-    if 'facelens_wider' in steps:
-        lines, wall, rss = facelens_run(a.facelens, a.data, wider, os.path.join(runs, 'facelens_wider'), log('facelens_wider'), 100)
-        write_run(os.path.join(runs, 'facelens_wider.jsonl'), a.data, wider, lines, wall, rss, 'wider')
-    if 'facelens_attrs' in steps:
-        lines, wall, rss = facelens_run(a.facelens, a.data, items, os.path.join(runs, 'facelens_attrs'), log('facelens_attrs'), 1)
-        write_run(os.path.join(runs, 'facelens_attrs.jsonl'), a.data, items, lines, wall, rss, 'attrs')
+    took = {}
+
+    def step(name, fn):
+        if name in steps:
+            t = time.time()
+            fn()
+            took[name] = time.time() - t
+            print(f'{name}: {took[name]:.1f} s', flush=True)
+
+    def facelens(mode, files, face_num):
+        lines, gaps, wall, rss = facelens_run(a.facelens, a.backend, a.data, files, log(f'facelens_{mode}'), face_num)
+        write_run(os.path.join(runs, f'facelens_{mode}.jsonl'), files, lines, gaps, wall, rss, mode, a.backend)
+
+    step('facelens_wider', lambda: facelens('wider', wider, 100))
+    step('facelens_attrs', lambda: facelens('attrs', items, 1))
     node = ['node', os.path.join(a.peers, 'peer_node.js'), '--peer', 'human', '--node-modules', nm, '--data', a.data]
-    if 'human_wider' in steps:
-        timed(node + ['--mode', 'wider', '--min-conf', '0.1', '--max-faces', '100', '--out', os.path.join(runs, 'human_wider.jsonl')]
-              + (['--limit', str(a.wider_limit)] if a.wider_limit else []), log('human_wider'))
-    if 'human_attrs' in steps:
-        timed(node + ['--mode', 'attrs', '--sources', 'utkface,fer2013', '--utk-stride', '3', '--no-whole',
-                      '--out', os.path.join(runs, 'human_attrs.jsonl')], log('human_attrs'))
+    step('human_wider', lambda: timed(node + ['--mode', 'wider', '--min-conf', '0.1', '--max-faces', '100',
+                                              '--out', os.path.join(runs, 'human_wider.jsonl')] + wlim, log('human_wider')))
+    step('human_attrs', lambda: timed(node + ['--mode', 'attrs', *sel, '--no-whole',
+                                              '--out', os.path.join(runs, 'human_attrs.jsonl')], log('human_attrs')))
     onnx = [ort, os.path.join(a.peers, 'peer_onnx.py')]
-    if 'onnx_wider' in steps:
-        timed(onnx + ['wider', '--models', a.models, '--data', a.data, '--detector', 'retina_mnet025', '--max-side', '640',
-                      '--thr', '0.02', '--out', os.path.join(runs, 'onnx_ref_wider.jsonl')]
-              + (['--limit', str(a.wider_limit)] if a.wider_limit else []), log('onnx_wider'))
-    if 'onnx_attrs' in steps:
-        timed(onnx + ['attrs', '--models', a.models, '--data', a.data, '--sources', 'utkface,fer2013', '--utk-stride', '3',
-                      '--no-whole', '--out', os.path.join(runs, 'onnx_ref_attrs.jsonl')], log('onnx_attrs'))
-    if 'mp_wider' in steps:
-        timed([mp, os.path.join(a.peers, 'peer_mediapipe.py'), '--data', a.data, '--model', 'full', '--min-conf', '0.1',
-               '--out', os.path.join(runs, 'mediapipe_wider.jsonl')], log('mp_wider'))
+    step('onnx_wider', lambda: timed(onnx + ['wider', '--models', a.models, '--data', a.data, '--detector', 'retina_mnet025',
+                                             '--max-side', '640', '--thr', '0.02', '--out', os.path.join(runs, 'onnx_ref_wider.jsonl')]
+                                     + wlim, log('onnx_wider')))
+    step('onnx_attrs', lambda: timed(onnx + ['attrs', '--models', a.models, '--data', a.data, *sel, '--no-whole',
+                                             '--out', os.path.join(runs, 'onnx_ref_attrs.jsonl')], log('onnx_attrs')))
+    step('mp_wider', lambda: timed([mp, os.path.join(a.peers, 'peer_mediapipe.py'), '--data', a.data, '--model', 'full',
+                                    '--min-conf', '0.1', '--out', os.path.join(runs, 'mediapipe_wider.jsonl')] + wlim, log('mp_wider')))
+    # Scored by collect.py's own wider()/attrs() (same code as the peers' results). Not through its
+    # main(): its markdown table() raises KeyError 'anime_faces' for an ORT attrs run without the
+    # anime items (the reference pipeline always emits anime:anime_or_not), after writing the JSON.
     scored = os.path.join(runs, 'scored.json')
-    sh([ort, os.path.join(a.peers, 'collect.py'), '--data', a.data, '--runs', runs, '--json', scored])
+    sh([ort, '-c', 'import json, sys; sys.path.insert(0, sys.argv[1]); import collect; '
+        'json.dump({"wider": collect.wider(sys.argv[2], sys.argv[3]), "attributes": collect.attrs(sys.argv[2], sys.argv[3])}, '
+        'open(sys.argv[4], "w"), indent=1)', a.peers, scoring_data(a.data, runs, wider), runs, scored])
     table = render(json.load(open(scored)))
+    if smoke:
+        n_utk = sum(1 for x in items if x.startswith('attributes/utkface/'))
+        table += (f'\n\nSmoke run, not for quoting: WIDER first {len(wider)} images (AP scored on those only); '
+                  f'attributes {n_utk} UTKFace + {len(items) - n_utk} FER2013 items.')
+    print('step wall s: ' + ', '.join(f'{k} {v:.1f}' for k, v in took.items()))
     print(table)
     if a.out:
         with open(a.out, 'w') as f:
@@ -174,6 +283,13 @@ def main():
 
 def fmt(v, spec='{:.2f}'):
     return '-' if v is None else spec.format(v)
+
+
+def shrunk(w):
+    """Human's box is its detector box x1.4 (squarified), so its AP as reported is near zero; the
+    peers' scorer also scores the box shrunk back by 1/1.4 with the detector score: shown too."""
+    v = w.get('shrunk_1.4_box_score')
+    return f" (box/1.4: {'/'.join(fmt(v.get(x), '{:.3f}') for x in ('easy', 'medium', 'hard'))})" if v else ''
 
 
 def render(res):
@@ -201,7 +317,7 @@ def render(res):
         asum = at.get('summary') or {}
         rows.append('| {} | {} | {} | {} | {} | {} | {} | {} | {} |'.format(
             label, fmt(s.get('images_per_s')), fmt(s.get('median_ms'), '{:.1f}'), fmt(s.get('peak_rss_mb'), '{:.0f}'),
-            '/'.join(fmt(ap.get(x), '{:.3f}') for x in ('easy', 'medium', 'hard')) if ap else '-',
+            ('/'.join(fmt(ap.get(x), '{:.3f}') for x in ('easy', 'medium', 'hard')) if ap else '-') + shrunk(w),
             f"{fmt(age.get('mae'))} ({age.get('found', '-')}/{age.get('n', '-')})" if age else '-',
             fmt(gen.get('acc'), '{:.1%}') if gen else '-', fmt(emo.get('acc'), '{:.1%}') if emo else '-',
             fmt(asum.get('images_per_s'))))
