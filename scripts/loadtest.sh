@@ -2,7 +2,8 @@
 # Load test of `facelens serve` on loopback with real dev images sent the contract's way.
 #
 #   scripts/loadtest.sh [--images PATH...] [--fit 640x480] [--concurrency 1,2,8,32] [--duration 20]
-#                       [--backend rten|onnxruntime] [--json OUT] [-- extra serve flags]
+#                       [--backend rten|onnxruntime] [--busy-backoff-ms N] [--json OUT]
+#                       [-- extra serve flags]
 #
 # Builds the release binary and the load generator (crates/facelens/examples/loadgen.rs), starts
 # the server on a free port with a fresh data dir and no key requirement, measures the time from
@@ -20,6 +21,7 @@ levels="1,2,8,32"
 duration=20
 backend="rten"
 json=""
+backoff=0
 serve_extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -30,6 +32,7 @@ while [[ $# -gt 0 ]]; do
     --duration) duration="$2"; shift 2 ;;
     --backend) backend="$2"; shift 2 ;;
     --json) json="$2"; shift 2 ;;
+    --busy-backoff-ms) backoff="$2"; shift 2 ;;
     --) shift; serve_extra=("$@"); break ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -69,7 +72,8 @@ t1=$(date +%s.%N)
 echo "server ready at $url in $(echo "$t1 - $t0" | bc -l | xargs printf '%.2f') s (process start to /readyz 200); backend $backend"
 echo "server RSS when idle: $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' /proc/$pid/status)"
 
-args=(--url "$url" --images "${images[@]}" --concurrency "$levels" --duration "$duration" --pid "$pid")
+args=(--url "$url" --images "${images[@]}" --concurrency "$levels" --duration "$duration" --pid "$pid"
+  --busy-backoff-ms "$backoff")
 [[ -n "$fit" ]] && args+=(--fit "$fit")
 [[ -n "$json" ]] && args+=(--json "$json")
 "$target/examples/loadgen" "${args[@]}"

@@ -8,12 +8,18 @@
 //! ```text
 //! cargo run --release -p facelens --example loadgen -- --url http://127.0.0.1:8080 \
 //!     --images DIR_OR_FILES... [--key KEY] [--fit 640x480] [--concurrency 1,2,8,32] \
-//!     [--duration 20] [--warmup 3] [--pid SERVER_PID] [--face-num 1] [--json OUT]
+//!     [--duration 20] [--warmup 3] [--pid SERVER_PID] [--face-num 1] [--busy-backoff-ms 0] \
+//!     [--json OUT]
 //! ```
 //!
 //! Each level runs `concurrency` client loops for `duration` seconds after `warmup` seconds
 //! whose answers are not counted; every request is answered (a transport error is counted as
 //! such, never dropped). Latency is from the first byte sent to the whole body read.
+//!
+//! `--busy-backoff-ms N`: a client loop that gets the busy answer (200217) waits N ms (times a
+//! random factor in 0.5..1.5) before its next request, as a well-behaved client does. With 0
+//! (the default) it retries at once, which on a shared 2-core box also measures the cost of the
+//! refusal traffic itself, the client's included.
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -33,13 +39,15 @@ struct Args {
     warmup: f64,
     pid: Option<u32>,
     face_num: u32,
+    busy_backoff_ms: u64,
     json: Option<PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: loadgen --url URL --images PATH... [--key KEY] [--fit WxH] [--concurrency 1,2,8,32] \
-         [--duration SECS] [--warmup SECS] [--pid PID] [--face-num N] [--json OUT]"
+         [--duration SECS] [--warmup SECS] [--pid PID] [--face-num N] [--busy-backoff-ms MS] \
+         [--json OUT]"
     );
     std::process::exit(2)
 }
@@ -55,6 +63,7 @@ fn parse_args() -> Args {
         warmup: 3.0,
         pid: None,
         face_num: 1,
+        busy_backoff_ms: 0,
         json: None,
     };
     let mut it = std::env::args().skip(1).peekable();
@@ -81,6 +90,7 @@ fn parse_args() -> Args {
             "--warmup" => a.warmup = val().parse().unwrap_or_else(|_| usage()),
             "--pid" => a.pid = Some(val().parse().unwrap_or_else(|_| usage())),
             "--face-num" => a.face_num = val().parse().unwrap_or_else(|_| usage()),
+            "--busy-backoff-ms" => a.busy_backoff_ms = val().parse().unwrap_or_else(|_| usage()),
             "--json" => a.json = Some(PathBuf::from(val())),
             "--images" => {
                 a.images.push(PathBuf::from(val()));
@@ -254,6 +264,9 @@ async fn run_level(args: &Args, bodies: &[Arc<String>], concurrency: usize) -> V
             Arc::clone(&stop),
             Arc::clone(&bodies),
         );
+        let backoff_ms = args.busy_backoff_ms;
+        // A small per-loop xorshift for the back-off jitter (no rand dependency needed).
+        let mut jitter_state = 0x9E37_79B9_7F4A_7C15_u64 ^ (tasks.len() as u64 + 1);
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -261,8 +274,17 @@ async fn run_level(args: &Args, bodies: &[Arc<String>], concurrency: usize) -> V
                 let counted = counting.load(Ordering::Relaxed);
                 let s = one_request(&client, &url, &bodies[i]).await;
                 // Count a request only if it started and ended inside the measured window.
+                let busy = s.outcome == "200217";
                 if counted && !stop.load(Ordering::Relaxed) {
                     samples.push(s);
+                }
+                if busy && backoff_ms > 0 {
+                    jitter_state ^= jitter_state << 13;
+                    jitter_state ^= jitter_state >> 7;
+                    jitter_state ^= jitter_state << 17;
+                    let factor = 0.5 + (jitter_state % 1000) as f64 / 1000.0;
+                    let wait = Duration::from_secs_f64(backoff_ms as f64 * factor / 1e3);
+                    tokio::time::sleep(wait).await;
                 }
             }
             samples
@@ -342,11 +364,12 @@ async fn main() {
         std::process::exit(2);
     }
     eprintln!(
-        "{} images, levels {:?}, {} s each after {} s warm-up",
+        "{} images, levels {:?}, {} s each after {} s warm-up, busy back-off {} ms",
         bodies.len(),
         args.levels,
         args.duration,
-        args.warmup
+        args.warmup,
+        args.busy_backoff_ms
     );
     let mut levels = Vec::new();
     println!(
@@ -378,7 +401,7 @@ async fn main() {
     }
     if let Some(out) = &args.json {
         let doc = json!({"images": bodies.len(), "fit": args.fit.map(|(w, h)| format!("{w}x{h}")),
-            "levels": levels, "server_vmhwm_mib": hwm});
+            "busy_backoff_ms": args.busy_backoff_ms, "levels": levels, "server_vmhwm_mib": hwm});
         if let Err(e) = std::fs::write(out, serde_json::to_string_pretty(&doc).unwrap_or_default())
         {
             eprintln!("cannot write {}: {e}", out.display());
