@@ -32,6 +32,8 @@ pub struct OrtBackend {
     env: Environment,
     threads: usize,
     max_sessions: usize,
+    /// Read once here so that every session of the process is configured alike.
+    arena: bool,
 }
 
 impl OrtBackend {
@@ -45,6 +47,7 @@ impl OrtBackend {
             env,
             threads,
             max_sessions,
+            arena: arena_enabled(),
         })
     }
 
@@ -132,6 +135,7 @@ impl OrtBackend {
             Ok(SessionFactory {
                 env: self.env.clone(),
                 threads: self.threads,
+                arena: self.arena,
                 prepacked: PrepackedWeights::new(),
                 bytes,
             })
@@ -181,6 +185,7 @@ impl OrtBackend {
 struct SessionFactory {
     env: Environment,
     threads: usize,
+    arena: bool,
     prepacked: PrepackedWeights,
     bytes: ModelBytes,
 }
@@ -197,7 +202,7 @@ impl SessionFactory {
                 // only steal time from the ones with work.
                 .with_intra_op_spinning(false)
                 .map_err(|e| e.to_string())?;
-            if !arena_enabled() {
+            if !self.arena {
                 // The batch size varies with the number of faces (1 to MAX_BATCH views), and
                 // onnxruntime's CPU arena and memory patterns keep the largest buffers each
                 // shape ever needed, per session: 300 WIDER photos took the CLI to 1.2 GB
