@@ -273,8 +273,8 @@ async fn run_level(args: &Args, bodies: &[Arc<String>], concurrency: usize) -> V
                 let i = next.fetch_add(1, Ordering::Relaxed) % bodies.len();
                 let counted = counting.load(Ordering::Relaxed);
                 let s = one_request(&client, &url, &bodies[i]).await;
-                // Count a request only if it started and ended inside the measured window.
                 let busy = s.outcome == "200217";
+                // Count a request only if it started and ended inside the measured window.
                 if counted && !stop.load(Ordering::Relaxed) {
                     samples.push(s);
                 }
