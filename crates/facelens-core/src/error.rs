@@ -81,7 +81,7 @@ codes! {
     CorruptImage = 200205, None, 422, "corrupt_image", "图片数据损坏,无法解码", "the image is truncated or corrupt";
     ImageTooSmall = 200206, None, 422, "image_too_small", "图片尺寸过小,最短边须不小于15像素", "the image's shortest side is under 15 px";
     ImageDimensionsTooLarge = 200207, None, 422, "image_dimensions_too_large", "图片尺寸过大,最长边须不大于4096像素", "the image's longest side is over 4096 px";
-    InvalidFaceNum = 200208, None, 400, "invalid_face_num", "face_num参数错误,须为1到10的整数", "face_num must be an integer from 1 to 10";
+    InvalidFaceNum = 200208, None, 400, "invalid_face_num", "face_num参数错误,须为1到10的整数", "face_num must be an integer from 1 to 10 (max_faces of the native API: 1 to 100)";
     InvalidFaceType = 200209, None, 400, "invalid_face_type", "face_type参数错误,须为1到4的整数", "face_type must be an integer from 1 to 4";
     InvalidImageType = 200210, None, 400, "invalid_image_type", "image_type参数错误,须为1到3的整数", "image_type must be an integer from 1 to 3";
     UrlDownloadFailed = 200211, None, 422, "url_download_failed", "图片下载失败", "the image URL could not be downloaded";
