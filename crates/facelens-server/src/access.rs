@@ -99,6 +99,14 @@ impl Admission {
         }
         Ok(())
     }
+
+    /// Record an error outcome. The error answer stands whether or not recording it works: a
+    /// failure is logged by [`Admission::finish`] and the pending reservation is given back
+    /// later, so at worst a "no face" answer (200216, which counts) goes uncharged, in the
+    /// client's favour; no error is ever charged without being recorded.
+    pub async fn fail(self, code: ErrorCode) {
+        let _ = self.finish(Some(code)).await;
+    }
 }
 
 impl Drop for Admission {

@@ -87,7 +87,7 @@ pub async fn face_detect(
         }
         Err(e) => {
             // An error answer is right whether or not its outcome could be recorded.
-            let _ = admission.finish(Some(e.code)).await;
+            admission.fail(e.code).await;
             answer_error(&st, &e, &request_id)
         }
     }

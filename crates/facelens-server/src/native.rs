@@ -252,7 +252,7 @@ pub async fn detect(
             resp
         }
         Err(e) => {
-            let _ = admission.finish(Some(e.code)).await;
+            admission.fail(e.code).await;
             error_response(&e, &request_id)
         }
     }

@@ -171,6 +171,26 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            /// Take one unit from the key's total and `day` again, without the limit checks
+            /// of a reservation (the mirror of [`Self::give_back`]: the work was done and
+            /// answered, so it is charged even past a limit).
+            async fn take_unit(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                key_id: i64,
+                day: i64,
+            ) -> Result<(), crate::error::StoreError> {
+                sqlx::query(crate::sql::RESERVE_TOTAL)
+                    .bind(key_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                sqlx::query(crate::sql::RESERVE_DAY)
+                    .bind(key_id)
+                    .bind(day)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
             /// Remove the pending row `id`; whether this transaction removed it (false: it was
             /// already gone, finished or reclaimed).
             async fn take_pending(
@@ -576,15 +596,7 @@ macro_rules! impl_sql_store {
                     Self::give_back(&mut tx, ticket.key_id, ticket.day).await?;
                 } else if counts && reclaimed {
                     // It outlived the reclaim age and still counts: take the unit again.
-                    sqlx::query(crate::sql::RESERVE_TOTAL)
-                        .bind(ticket.key_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    sqlx::query(crate::sql::RESERVE_DAY)
-                        .bind(ticket.key_id)
-                        .bind(ticket.day)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                    Self::take_unit(&mut tx, ticket.key_id, ticket.day).await?;
                 }
                 sqlx::query(crate::sql::RECORD_USAGE)
                     .bind(ticket.key_id)

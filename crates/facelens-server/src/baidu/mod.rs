@@ -436,7 +436,7 @@ pub async fn detect(
             respond(&env, 0, None)
         }
         Err(r) => {
-            let _ = admission.finish(Some(r.error.code)).await;
+            admission.fail(r.error.code).await;
             refuse(&r, &request_id)
         }
     }
