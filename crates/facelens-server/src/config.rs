@@ -102,6 +102,11 @@ pub struct Config {
     /// Bearer token of the admin HTTP API (`/admin/v1/...`); empty = the admin API is off.
     /// Never a public API key.
     pub admin_token: String,
+    /// Secret mixed into the Baidu endpoint's access tokens (at least 16 characters, the same
+    /// on every replica, kept outside the database); empty = tokens are keyed by the stored
+    /// key hashes alone, so a reader of the key table could mint them (docs/baidu.md).
+    /// Changing it revokes every token issued before.
+    pub baidu_token_secret: String,
 }
 
 impl Default for Config {
@@ -145,6 +150,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             cors_allow_origins: Vec::new(),
             admin_token: String::new(),
+            baidu_token_secret: String::new(),
         }
     }
 }
@@ -212,6 +218,12 @@ impl Config {
         }
         if !self.admin_token.is_empty() && self.admin_token.len() < 16 {
             return Err(invalid("admin_token", "must be at least 16 characters"));
+        }
+        if !self.baidu_token_secret.is_empty() && self.baidu_token_secret.len() < 16 {
+            return Err(invalid(
+                "baidu_token_secret",
+                "must be at least 16 characters",
+            ));
         }
         for (name, v) in [
             ("header_timeout_ms", self.header_timeout_ms),

@@ -38,6 +38,8 @@ pub struct AppState {
     pub(crate) detector_max_side: u32,
     pub(crate) backend: String,
     pub(crate) admin_token: Option<String>,
+    /// `baidu_token_secret`, when configured (see baidu::token).
+    pub(crate) baidu_token_secret: Option<Vec<u8>>,
     pub(crate) body_timeout: Duration,
     pub(crate) reservation_ttl_secs: u64,
     pub(crate) cors_allow_origins: Vec<String>,
@@ -109,6 +111,8 @@ impl AppState {
             detector_max_side: cfg.detector_max_side,
             backend: backend.to_string(),
             admin_token: (!cfg.admin_token.is_empty()).then(|| cfg.admin_token.clone()),
+            baidu_token_secret: (!cfg.baidu_token_secret.is_empty())
+                .then(|| cfg.baidu_token_secret.as_bytes().to_vec()),
             body_timeout: Duration::from_millis(cfg.body_timeout_ms),
             reservation_ttl_secs: cfg.reservation_ttl_secs,
             cors_allow_origins: cfg.cors_allow_origins.clone(),

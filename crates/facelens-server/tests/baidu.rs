@@ -260,6 +260,7 @@ async fn oauth_token_flow() {
     // Expired: a genuine token minted 31 days ago.
     let stale = mint(
         &hash_key(&s.key),
+        None,
         Kind::Access,
         rec.id,
         unix_now() - ACCESS_TTL - 60,
@@ -289,6 +290,28 @@ async fn oauth_token_flow() {
     assert_eq!(bcode(&detect(&s, &access, body.clone()).await), 222202);
     s.store.delete_key(rec.id).await.expect("delete");
     assert_eq!(bcode(&detect(&s, &access, body).await), 110);
+}
+
+#[tokio::test]
+async fn a_token_secret_stops_tokens_minted_from_the_key_table() {
+    let s = start(|c| c.baidu_token_secret = "a-secret-kept-outside-the-db".into()).await;
+    let rec = key_record(&s, &s.key).await;
+    let body = json!({"image": b64(&flat_png(60, 60)), "image_type": "BASE64"});
+    // Tokens the server issues work (the flat image then has no face: 222202).
+    let issued = access_token(&s, &s.key).await;
+    assert_eq!(bcode(&detect(&s, &issued, body.clone()).await), 222202);
+    // A token made from the stored hash alone, as a reader of the key table could, is refused.
+    let forged = mint(&hash_key(&s.key), None, Kind::Access, rec.id, unix_now());
+    assert_eq!(bcode(&detect(&s, &forged, body.clone()).await), 110);
+    // So is one made with another secret (a secret change revokes earlier tokens).
+    let other = mint(
+        &hash_key(&s.key),
+        Some(b"another-secret-of-some-length"),
+        Kind::Access,
+        rec.id,
+        unix_now(),
+    );
+    assert_eq!(bcode(&detect(&s, &other, body).await), 110);
 }
 
 fn assert_label(f: &Value, field: &str, values: &[&str]) {

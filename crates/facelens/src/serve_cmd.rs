@@ -143,6 +143,9 @@ fn printable_config(cfg: &Config) -> Result<String> {
     if !cfg.admin_token.is_empty() {
         v["admin_token"] = serde_json::json!("***");
     }
+    if !cfg.baidu_token_secret.is_empty() {
+        v["baidu_token_secret"] = serde_json::json!("***");
+    }
     Ok(serde_json::to_string_pretty(&v)?)
 }
 
@@ -210,11 +213,14 @@ mod tests {
         let cfg = facelens_server::Config {
             database_url: "postgres://u:secret@db/x".into(),
             admin_token: "0123456789abcdef0123".into(),
+            baidu_token_secret: "token-secret-fedcba9876".into(),
             ..Default::default()
         };
         let text = super::printable_config(&cfg).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            !text.contains("secret@") && !text.contains("0123456789abcdef"),
+            !text.contains("secret@")
+                && !text.contains("0123456789abcdef")
+                && !text.contains("fedcba9876"),
             "{text}"
         );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));

@@ -339,7 +339,13 @@ async fn admit(
             .map_err(|e| FaceError::new(ErrorCode::Internal, e.to_string()))?
             .ok_or_else(|| FaceError::new(ErrorCode::UnknownKey, "unknown key"))?
     } else {
-        match token::verify(st.store.as_ref(), token, Kind::Access, unix_now()).await {
+        match token::verify(
+            st.store.as_ref(),
+            st.baidu_token_secret.as_deref(),
+            token,
+            Kind::Access,
+            unix_now(),
+        ).await {
             Ok(k) => k,
             Err(TokenError::Invalid) => {
                 return Err(FaceError::new(ErrorCode::UnknownKey, "invalid access token").into());
@@ -557,7 +563,13 @@ pub async fn oauth_token(
                     "refresh_token is required",
                 );
             };
-            match token::verify(st.store.as_ref(), refresh, Kind::Refresh, now).await {
+            match token::verify(
+                st.store.as_ref(),
+                st.baidu_token_secret.as_deref(),
+                refresh,
+                Kind::Refresh,
+                now,
+            ).await {
                 Ok(k) => k,
                 Err(TokenError::Store(e)) => return server_error(&e),
                 Err(TokenError::Invalid | TokenError::Expired) => {
@@ -587,11 +599,12 @@ pub async fn oauth_token(
         Ok(None) => return invalid_client("unknown client id", "the key was just deleted"),
         Err(e) => return server_error(&e.to_string()),
     };
+    let secret = st.baidu_token_secret.as_deref();
     let body = json!({
-        "refresh_token": token::mint(&stored, Kind::Refresh, key.id, now),
+        "refresh_token": token::mint(&stored, secret, Kind::Refresh, key.id, now),
         "expires_in": token::ACCESS_TTL,
         "session_key": opaque(32),
-        "access_token": token::mint(&stored, Kind::Access, key.id, now),
+        "access_token": token::mint(&stored, secret, Kind::Access, key.id, now),
         "scope": token::SCOPE,
         "session_secret": opaque(16),
     });

@@ -10,8 +10,11 @@
 //! - deleting the key (the only way to replace a key's secret) revokes all its tokens at once,
 //!   and banning or expiring it refuses them through the normal key check.
 //!
-//! The price (docs/baidu.md): whoever can read the key table can mint tokens, which the hashed
-//! keys alone do not allow; and a single token cannot be revoked before its 30 days are over.
+//! The price (docs/baidu.md): a single token cannot be revoked before its 30 days are over; and,
+//! unless `baidu_token_secret` is configured, whoever can read the key table can mint tokens,
+//! which the hashed keys alone do not allow. With the secret (the same on every replica, kept
+//! outside the database) the MAC key is HMAC(secret, stored hash), so a copy of the database
+//! alone mints nothing.
 
 use facelens_core::ErrorCode;
 use facelens_store::secret::{ct_eq, hex};
@@ -70,22 +73,38 @@ pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
         .into()
 }
 
-fn mac(stored_hash: &[u8], kind: Kind, key_id: i64, expires: UnixTime) -> String {
+/// The MAC key of a key's tokens: its stored hash, or HMAC(secret, stored hash) when the
+/// operator configured `baidu_token_secret`.
+fn mac_key(stored_hash: &[u8], secret: Option<&[u8]>) -> Vec<u8> {
+    match secret {
+        Some(secret) => hmac_sha256(secret, stored_hash).to_vec(),
+        None => stored_hash.to_vec(),
+    }
+}
+
+fn mac(mac_key: &[u8], kind: Kind, key_id: i64, expires: UnixTime) -> String {
     let msg = format!(
         "facelens-baidu-token-v1\n{}\n{key_id}\n{expires}\n{}",
         kind.prefix(),
         kind.ttl()
     );
-    hex(&hmac_sha256(stored_hash, msg.as_bytes())[..16])
+    hex(&hmac_sha256(mac_key, msg.as_bytes())[..16])
 }
 
-/// Mint a token of `kind` for the key with this id and stored hash.
-pub fn mint(stored_hash: &[u8], kind: Kind, key_id: i64, now: UnixTime) -> String {
+/// Mint a token of `kind` for the key with this id and stored hash (`secret`: the configured
+/// `baidu_token_secret`, if any).
+pub fn mint(
+    stored_hash: &[u8],
+    secret: Option<&[u8]>,
+    kind: Kind,
+    key_id: i64,
+    now: UnixTime,
+) -> String {
     let expires = now.saturating_add(kind.ttl());
     format!(
         "{}.{}.{}.{expires}.{key_id}",
         kind.prefix(),
-        mac(stored_hash, kind, key_id, expires),
+        mac(&mac_key(stored_hash, secret), kind, key_id, expires),
         kind.ttl()
     )
 }
@@ -139,6 +158,7 @@ pub enum TokenError {
 /// allowed APIs, quotas) is for the caller's key check, as for a key sent directly.
 pub async fn verify(
     store: &dyn Store,
+    secret: Option<&[u8]>,
     token: &str,
     kind: Kind,
     now: UnixTime,
@@ -152,7 +172,7 @@ pub async fn verify(
         .await
         .map_err(|e| TokenError::Store(e.to_string()))?
         .ok_or(TokenError::Invalid)?;
-    let want = mac(&stored, kind, p.key_id, p.expires);
+    let want = mac(&mac_key(&stored, secret), kind, p.key_id, p.expires);
     if !ct_eq(want.as_bytes(), p.mac.as_bytes()) {
         return Err(TokenError::Invalid);
     }
@@ -202,7 +222,7 @@ mod tests {
     #[test]
     fn tokens_parse_and_bind_their_fields() {
         let h = [7u8; 32];
-        let t = mint(&h, Kind::Access, 42, 1_000);
+        let t = mint(&h, None, Kind::Access, 42, 1_000);
         let p = parse(&t).expect("parses");
         assert_eq!(p.kind, Kind::Access);
         assert_eq!(p.key_id, 42);
@@ -223,6 +243,25 @@ mod tests {
         ] {
             assert!(parse(bad).is_none(), "{bad}");
         }
-        assert!(mint(&h, Kind::Refresh, 1, 0).starts_with("25."));
+        assert!(mint(&h, None, Kind::Refresh, 1, 0).starts_with("25."));
+    }
+
+    #[test]
+    fn a_configured_secret_keys_the_mac() {
+        let h = [7u8; 32];
+        let secret: &[u8] = b"0123456789abcdef-replica-secret";
+        let with = parse(&mint(&h, Some(secret), Kind::Access, 42, 1_000)).expect("parses");
+        let without = parse(&mint(&h, None, Kind::Access, 42, 1_000)).expect("parses");
+        // What a reader of the key table can compute (the stored hash alone) is not the MAC a
+        // server with the secret checks, nor is one made with another secret.
+        assert_ne!(with.mac, without.mac);
+        assert_ne!(
+            with.mac,
+            mac(&mac_key(&h, Some(b"another secret.")), Kind::Access, 42, with.expires)
+        );
+        assert_eq!(
+            with.mac,
+            mac(&mac_key(&h, Some(secret)), Kind::Access, 42, with.expires)
+        );
     }
 }
