@@ -181,6 +181,154 @@ fn healthz_doc() {}
 #[allow(dead_code)]
 fn readyz_doc() {}
 
+/// `POST /rest/2.0/face/v3/detect` (JSON, form or query; docs/baidu.md).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BaiduDetectRequest {
+    /// Base64 of a jpg/png/bmp (≤ 4 MB), an http(s) URL, or a face_token, per `image_type`.
+    pub image: String,
+    /// BASE64, URL or FACE_TOKEN.
+    pub image_type: String,
+    /// Comma-separated: age, beauty, expression, face_shape, gender, glasses, landmark,
+    /// landmark72, quality, eye_status, emotion, race, face_type (others are accepted and left
+    /// out of the answer).
+    pub face_field: Option<String>,
+    /// 1..120, default 1.
+    pub max_face_num: Option<u32>,
+    /// LIVE (default), IDCARD, WATERMARK, CERT or INFRARED.
+    pub face_type: Option<String>,
+    /// NONE only: Facelens has no liveness check (LOW / NORMAL / HIGH answer 216102).
+    pub liveness_control: Option<String>,
+    /// 0 (default): largest face first; 1: nearest the centre first.
+    pub face_sort_type: Option<u8>,
+    /// Only for keys bound to an openid.
+    pub openid: Option<String>,
+}
+
+/// Baidu's `quality`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BaiduQualitySchema {
+    pub occlusion: OcclusionSchema,
+    pub blur: f64,
+    pub illumination: f64,
+    /// 0 or 1: whether the whole face is inside the image.
+    pub completeness: u8,
+}
+
+/// One face of Baidu's `face_list`: the token, box, probability and angle always; the rest only
+/// when asked for in `face_field` (and not switched off by the operator).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BaiduFaceSchema {
+    /// A Facelens token_id (usable as `image_type=FACE_TOKEN`).
+    pub face_token: String,
+    pub location: LocationSchema,
+    pub face_probability: f64,
+    pub angle: AngleSchema,
+    pub age: Option<u32>,
+    /// 0..100.
+    pub beauty: Option<f64>,
+    /// none / smile / laugh.
+    pub expression: Option<LabelSchema>,
+    /// square / triangle / oval / heart / round.
+    pub face_shape: Option<LabelSchema>,
+    /// male / female.
+    pub gender: Option<LabelSchema>,
+    /// none / common / sun.
+    pub glasses: Option<LabelSchema>,
+    /// Four points: the eyes (image left first), the nose tip, the mouth centre.
+    pub landmark: Option<Vec<PointSchema>>,
+    /// Baidu's 72-point layout, mapped from the face mesh.
+    pub landmark72: Option<Vec<PointSchema>>,
+    pub quality: Option<BaiduQualitySchema>,
+    pub eye_status: Option<EyeStatusSchema>,
+    /// angry / disgust / fear / happy / sad / surprise / neutral.
+    pub emotion: Option<LabelSchema>,
+    /// yellow / white / black / arabs.
+    pub race: Option<LabelSchema>,
+    /// human / cartoon.
+    pub face_type: Option<LabelSchema>,
+}
+
+/// `result` of a Baidu success.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BaiduResultSchema {
+    pub face_num: usize,
+    pub face_list: Vec<BaiduFaceSchema>,
+}
+
+/// Baidu's envelope: always HTTP 200, the outcome in `error_code`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BaiduResponse {
+    /// 0 on success, else a Baidu code (docs/baidu.md maps each to Facelens's table).
+    pub error_code: u32,
+    /// "SUCCESS" or Baidu's message.
+    pub error_msg: String,
+    pub log_id: u64,
+    pub timestamp: i64,
+    pub cached: u8,
+    /// null on error.
+    pub result: Option<BaiduResultSchema>,
+}
+
+/// `/oauth/2.0/token` fields (query or form).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OAuthTokenRequest {
+    /// client_credentials or refresh_token.
+    pub grant_type: String,
+    /// client_credentials: the key's id or name.
+    pub client_id: Option<String>,
+    /// client_credentials: the Facelens key itself.
+    pub client_secret: Option<String>,
+    /// refresh_token: an earlier answer's refresh_token.
+    pub refresh_token: Option<String>,
+}
+
+/// A token answer (errors are RFC 6749 `{error, error_description}` with 400/401/403/429).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OAuthTokenResponse {
+    pub access_token: String,
+    /// Seconds.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub scope: String,
+    /// Carried for Baidu's SDKs; not used by this API.
+    pub session_key: String,
+    /// Carried for Baidu's SDKs; not used by this API.
+    pub session_secret: String,
+}
+
+/// Baidu Face Detect v3, for Baidu's SDKs: the Juhe endpoint's gate and analysis behind
+/// Baidu's fields and codes.
+#[utoipa::path(post, path = "/rest/2.0/face/v3/detect", tag = "baidu",
+    params(("access_token" = String, Query,
+        description = "From /oauth/2.0/token (or a Facelens key sent as is)")),
+    request_body(content = BaiduDetectRequest, content_type = "application/json",
+        description = "Also accepted form-urlencoded"),
+    responses((status = 200, description = "Success or a Baidu error code in the body",
+        body = BaiduResponse)))]
+#[allow(dead_code)]
+fn baidu_detect_doc() {}
+
+/// Baidu's OAuth step: a Facelens key becomes an access token (30 days) and a refresh token.
+#[utoipa::path(post, path = "/oauth/2.0/token", tag = "baidu",
+    request_body(content = OAuthTokenRequest,
+        content_type = "application/x-www-form-urlencoded",
+        description = "Or the same fields in the query string of a GET"),
+    responses(
+        (status = 200, description = "Tokens", body = OAuthTokenResponse),
+        (status = 400, description = "invalid_request"),
+        (status = 401, description = "invalid_client"),
+        (status = 403, description = "invalid_client: banned address"),
+        (status = 429, description = "Too many requests from this address")))]
+#[allow(dead_code)]
+fn oauth_token_doc() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -190,6 +338,8 @@ fn readyz_doc() {}
     paths(
         crate::juhe_api::face_detect,
         crate::native::detect,
+        baidu_detect_doc,
+        oauth_token_doc,
         healthz_doc,
         readyz_doc
     ),
@@ -198,7 +348,11 @@ fn readyz_doc() {}
         JuheResponse,
         NativeRequest,
         crate::native::NativeResponse,
-        crate::native::NativeError
+        crate::native::NativeError,
+        BaiduDetectRequest,
+        BaiduResponse,
+        OAuthTokenRequest,
+        OAuthTokenResponse
     )),
     modifiers(&Security)
 )]

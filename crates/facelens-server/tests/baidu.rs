@@ -468,6 +468,26 @@ async fn detect_base64_shape_fields_and_face_token() {
             "{absent} is not computed, so left out"
         );
     }
+    // /openapi.json describes both Baidu endpoints and every field this answer carries.
+    let doc: Value = s
+        .client
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    for p in ["/rest/2.0/face/v3/detect", "/oauth/2.0/token"] {
+        assert!(doc["paths"].get(p).is_some(), "{p} documented");
+    }
+    let schemas = &doc["components"]["schemas"];
+    for (schema, answer) in [("BaiduFaceSchema", f), ("BaiduResponse", &v)] {
+        let described = &schemas[schema]["properties"];
+        for k in answer.as_object().expect("object").keys() {
+            assert!(described.get(k).is_some(), "{schema} describes {k}");
+        }
+    }
 
     // A selection: only what was asked.
     let v = detect(
