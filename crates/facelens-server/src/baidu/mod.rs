@@ -345,7 +345,9 @@ async fn admit(
             token,
             Kind::Access,
             unix_now(),
-        ).await {
+        )
+        .await
+        {
             Ok(k) => k,
             Err(TokenError::Invalid) => {
                 return Err(FaceError::new(ErrorCode::UnknownKey, "invalid access token").into());
@@ -569,7 +571,9 @@ pub async fn oauth_token(
                 refresh,
                 Kind::Refresh,
                 now,
-            ).await {
+            )
+            .await
+            {
                 Ok(k) => k,
                 Err(TokenError::Store(e)) => return server_error(&e),
                 Err(TokenError::Invalid | TokenError::Expired) => {

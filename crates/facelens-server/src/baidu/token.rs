@@ -257,7 +257,12 @@ mod tests {
         assert_ne!(with.mac, without.mac);
         assert_ne!(
             with.mac,
-            mac(&mac_key(&h, Some(b"another secret.")), Kind::Access, 42, with.expires)
+            mac(
+                &mac_key(&h, Some(b"another secret.")),
+                Kind::Access,
+                42,
+                with.expires
+            )
         );
         assert_eq!(
             with.mac,
