@@ -21,6 +21,43 @@ impl Drop for Replica {
     }
 }
 
+/// Drops the test's schema when the test ends, passed or failed, so that runs leave nothing
+/// behind in the shared database.
+struct SchemaGuard {
+    url: String,
+    schema: String,
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on: use a thread with
+        // its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<(), String>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test schema {}: {dropped:?}", self.schema);
+        }
+    }
+}
+
 fn spawn(pg: &str, redis: Option<&str>, schema: &str) -> Replica {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_facelens"));
     cmd.args([
@@ -88,6 +125,10 @@ async fn quota_is_exact_across_three_replicas() {
             .map(|d| d.as_millis())
             .unwrap_or(0)
     );
+    let _cleanup = SchemaGuard {
+        url: pg.clone(),
+        schema: schema.clone(),
+    };
     // The first admin call creates the schema and runs the migrations.
     let created = admin(
         &pg,
