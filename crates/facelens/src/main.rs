@@ -129,8 +129,8 @@ fn main() -> ExitCode {
 /// freed into one arena is not reused by the others nor, while fragmented, returned to the
 /// system. onnxruntime's intra-op threads allocate every tensor with malloc (its own arena is
 /// off by default), and a served process's resting memory crept from 255 to 385 MiB in ten
-/// minutes of load; with two arenas its floors stayed at 224-269 MiB and its peak RSS was lower,
-/// at a throughput within the noise (docs/reliability-results.md, runs F and H). The rten
+/// minutes of load; with two arenas its floors stayed at 240-277 MiB over 30 minutes with no trend,
+/// at a throughput within the noise (docs/reliability-results.md, runs F, H and I). The rten
 /// backend was flat without it and is left alone. An operator's own `MALLOC_ARENA_MAX` wins.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
