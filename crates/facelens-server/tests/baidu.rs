@@ -469,15 +469,7 @@ async fn detect_base64_shape_fields_and_face_token() {
         );
     }
     // /openapi.json describes both Baidu endpoints and every field this answer carries.
-    let doc: Value = s
-        .client
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = s.get_json("/openapi.json").await;
     for p in ["/rest/2.0/face/v3/detect", "/oauth/2.0/token"] {
         assert!(doc["paths"].get(p).is_some(), "{p} documented");
     }

@@ -575,15 +575,7 @@ async fn operations_endpoints() {
     assert_eq!(r.status(), 200);
     let r: Value = r.json().await.expect("json");
     assert_eq!(r["status"], "ready");
-    let doc: Value = s
-        .client
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = s.get_json("/openapi.json").await;
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     for p in ["/faceDetect/index", "/v1/detect", "/healthz", "/readyz"] {
         assert!(doc["paths"].get(p).is_some(), "{p} documented");

@@ -176,15 +176,7 @@ async fn pages_and_assets_are_served_with_security_headers() {
         );
     }
     // The API reference renders this document.
-    let doc: serde_json::Value = s
-        .client
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let doc: serde_json::Value = s.get_json("/openapi.json").await;
     assert!(doc["paths"]["/v1/detect"]["post"].is_object());
 }
 

@@ -82,6 +82,18 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// GET `path` and parse the body as JSON (e.g. `/openapi.json`).
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// POST the contract's form (the original way) and return the parsed body; asserts the
     /// contract's transport rules (HTTP 200, JSON, a request id).
     pub async fn juhe_form(&self, fields: &[(&str, &str)]) -> Value {
