@@ -1,0 +1,307 @@
+//! Measures variants of the detector's "nothing found" retry on faces that fill their image
+//! (the Anime Face Dataset crops, the human attribute crops) and on faceless patches cut from
+//! WIDER FACE images away from every labelled face (false faces).
+//!
+//! ```sh
+//! cargo run --release -p facelens-vision --example retry_probe -- ../shared/evaldata
+//! ```
+//!
+//! Development tool: it prints counts, it changes nothing.
+
+use facelens_core::Rect;
+use facelens_eval::attributes::load_attribute_manifest;
+use facelens_eval::wider::load_wider_manifest;
+use facelens_imaging::image::imageops;
+use facelens_imaging::{DecodeLimits, Rgb, decode, resize};
+use facelens_infer::BackendKind;
+use facelens_vision::detect::{RETRY_MIN_FILL, pad_canvas};
+use facelens_vision::{DetectorConfig, Models, Pipeline};
+use std::path::PathBuf;
+
+/// One way of retrying: canvas paddings (fraction of the long side), whether to also try the
+/// mirror image, and the low score threshold for frame-filling boxes.
+#[derive(Clone)]
+struct Variant {
+    name: &'static str,
+    pads: Vec<f32>,
+    flip: bool,
+    grey: bool,
+    low: f32,
+}
+
+fn fills(b: &Rect, w: f32, h: f32) -> bool {
+    (b.width() / w).max(b.height() / h) >= RETRY_MIN_FILL
+}
+
+const PADS: [f32; 3] = [0.15, 0.4, 1.0];
+
+/// Per transform (as is, mirrored, grey) and canvas padding: (best score of a frame-filling
+/// box, best score of any box).
+type Table = [[(f32, f32); 3]; 3];
+
+fn table(p: &Pipeline, img: &Rgb, cfg: &DetectorConfig) -> Table {
+    let (w, h) = img.dimensions();
+    let g = imageops::grayscale(img);
+    let mut grey = Rgb::new(w, h);
+    for (x, y, px) in g.enumerate_pixels() {
+        grey.put_pixel(x, y, facelens_imaging::image::Rgb([px[0]; 3]));
+    }
+    let imgs = [img.clone(), imageops::flip_horizontal(img), grey];
+    let low_cfg = DetectorConfig {
+        score_threshold: 0.05,
+        ..cfg.clone()
+    };
+    let mut t = [[(0.0f32, 0.0f32); 3]; 3];
+    for (i, im) in imgs.iter().enumerate() {
+        for (j, &pf) in PADS.iter().enumerate() {
+            let pad = (w.max(h) as f32 * pf).round() as u32;
+            let canvas = pad_canvas(im, pad);
+            for d in p.detect(&canvas, &low_cfg).unwrap_or_default() {
+                let b = d.bbox.translate(-(pad as f32), -(pad as f32));
+                let b = b.clip(w as f32, h as f32);
+                t[i][j].1 = t[i][j].1.max(d.score);
+                if fills(&b, w as f32, h as f32) {
+                    t[i][j].0 = t[i][j].0.max(d.score);
+                }
+            }
+        }
+    }
+    t
+}
+
+/// Best scores over the canvases a variant tries.
+fn retry(t: &Table, v: &Variant) -> (f32, f32) {
+    let mut best = (0.0f32, 0.0f32);
+    for (i, row) in t.iter().enumerate() {
+        if (i == 1 && !v.flip) || (i == 2 && !v.grey) {
+            continue;
+        }
+        for (j, s) in row.iter().enumerate() {
+            if v.pads.contains(&PADS[j]) {
+                best = (best.0.max(s.0), best.1.max(s.1));
+            }
+        }
+    }
+    best
+}
+
+/// Whether the variant accepts a face: any box above the normal threshold, or a frame-filling
+/// box above the variant's low threshold.
+fn accepts(s: (f32, f32), v: &Variant, normal: f32) -> bool {
+    s.1 > normal || s.0 > v.low
+}
+
+fn main() {
+    let data = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or("../shared/evaldata".into()),
+    );
+    let backend = facelens_infer::create_backend(BackendKind::Rten, 1).expect("backend");
+    let p = Models::load_embedded(backend.as_ref())
+        .and_then(Pipeline::new)
+        .expect("models");
+    let cfg = DetectorConfig::fast(640);
+    let limits = DecodeLimits::default();
+    let manifest =
+        std::fs::read_to_string(data.join("attributes/manifest.jsonl")).expect("manifest");
+    let records = load_attribute_manifest(&manifest, None).expect("manifest");
+    let variants = vec![
+        Variant {
+            name: "pad.4",
+            pads: vec![0.4],
+            flip: false,
+            grey: false,
+            low: 0.3,
+        },
+        Variant {
+            name: "pad.4 low.2",
+            pads: vec![0.4],
+            flip: false,
+            grey: false,
+            low: 0.2,
+        },
+        Variant {
+            name: "pad.15",
+            pads: vec![0.15],
+            flip: false,
+            grey: false,
+            low: 0.3,
+        },
+        Variant {
+            name: "pad1",
+            pads: vec![1.0],
+            flip: false,
+            grey: false,
+            low: 0.3,
+        },
+        Variant {
+            name: "pad.15/.4/1",
+            pads: vec![0.15, 0.4, 1.0],
+            flip: false,
+            grey: false,
+            low: 0.3,
+        },
+        Variant {
+            name: "pad.4 flip",
+            pads: vec![0.4],
+            flip: true,
+            grey: false,
+            low: 0.3,
+        },
+        Variant {
+            name: "pad.4 grey",
+            pads: vec![0.4],
+            flip: false,
+            grey: true,
+            low: 0.3,
+        },
+        Variant {
+            name: "all .3",
+            pads: vec![0.15, 0.4, 1.0],
+            flip: true,
+            grey: true,
+            low: 0.3,
+        },
+        Variant {
+            name: "all .2",
+            pads: vec![0.15, 0.4, 1.0],
+            flip: true,
+            grey: true,
+            low: 0.2,
+        },
+    ];
+    // Positives: images where the normal pass finds nothing.
+    let mut groups: Vec<(&str, Vec<Rgb>)> = vec![("anime", vec![]), ("human", vec![])];
+    let mut first_found = [0usize; 2];
+    let mut totals = [0usize; 2];
+    for r in &records {
+        let Ok(bytes) = std::fs::read(data.join(&r.file)) else {
+            continue;
+        };
+        let Ok(dec) = decode(&bytes, &limits) else {
+            continue;
+        };
+        let g = usize::from(r.face_type.as_deref() != Some("anime"));
+        totals[g] += 1;
+        if !p.detect(&dec.image, &cfg).unwrap_or_default().is_empty() {
+            first_found[g] += 1;
+            continue;
+        }
+        groups[g].1.push(dec.image);
+    }
+    println!(
+        "normal pass: anime {}/{}, human {}/{}",
+        first_found[0], totals[0], first_found[1], totals[1]
+    );
+    // Negatives: square patches of WIDER images that overlap no labelled face (boxes grown
+    // by half their size), at several sizes, resized to 64..160 px like attribute crops.
+    let wider = std::fs::read_to_string(data.join("detection/manifest.jsonl")).expect("wider");
+    let gts = load_wider_manifest(&wider).expect("wider manifest");
+    let mut negs: Vec<Rgb> = Vec::new();
+    for (i, gt) in gts.iter().enumerate() {
+        let Ok(bytes) = std::fs::read(data.join(&gt.file)) else {
+            continue;
+        };
+        let Ok(dec) = decode(&bytes, &limits) else {
+            continue;
+        };
+        let img = dec.image;
+        let (w, h) = img.dimensions();
+        let mut k = 0usize;
+        for side in [64u32, 128, 256] {
+            let step = side / 2;
+            let mut y = (i as u32 * 7) % step;
+            while y + side <= h {
+                let mut x = (i as u32 * 13) % step;
+                while x + side <= w {
+                    let clear = gt.boxes.iter().all(|b| {
+                        let (bx, by, bw, bh) = (b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32);
+                        let (gx, gy) = (bw * 0.5, bh * 0.5);
+                        let (x0, y0, x1, y1) =
+                            (x as f32, y as f32, (x + side) as f32, (y + side) as f32);
+                        x1 <= bx - gx || x0 >= bx + bw + gx || y1 <= by - gy || y0 >= by + bh + gy
+                    });
+                    if clear && k.is_multiple_of(131) {
+                        let crop = imageops::crop_imm(&img, x, y, side, side).to_image();
+                        let out = [64u32, 96, 128, 160][(k / 131) % 4];
+                        negs.push(resize(&crop, out, out));
+                    }
+                    if clear {
+                        k += 1;
+                    }
+                    x += step;
+                }
+                y += step;
+            }
+        }
+    }
+    let neg_first = negs
+        .iter()
+        .filter(|n| !p.detect(n, &cfg).unwrap_or_default().is_empty())
+        .count();
+    println!(
+        "negatives: {} patches, normal pass finds a face in {}",
+        negs.len(),
+        neg_first
+    );
+    let neg_left: Vec<&Rgb> = negs
+        .iter()
+        .filter(|n| p.detect(n, &cfg).unwrap_or_default().is_empty())
+        .collect();
+    let tables =
+        |imgs: &[&Rgb]| -> Vec<Table> { imgs.iter().map(|im| table(&p, im, &cfg)).collect() };
+    let anime_t = tables(&groups[0].1.iter().collect::<Vec<_>>());
+    let human_t = tables(&groups[1].1.iter().collect::<Vec<_>>());
+    let neg_t = tables(&neg_left);
+    if let Ok(path) = std::env::var("RETRY_PROBE_DUMP") {
+        let dump = serde_json::json!({"pads": PADS, "anime": anime_t, "human": human_t, "neg": neg_t,
+            "first": {"anime": first_found[0], "human": first_found[1], "neg": neg_first},
+            "totals": {"anime": totals[0], "human": totals[1], "neg": negs.len()}});
+        let _ = std::fs::write(path, dump.to_string());
+    }
+    let score =
+        |ts: &[Table], v: &Variant| -> Vec<(f32, f32)> { ts.iter().map(|t| retry(t, v)).collect() };
+    let anime_scores: Vec<Vec<(f32, f32)>> = variants.iter().map(|v| score(&anime_t, v)).collect();
+    let human_scores: Vec<Vec<(f32, f32)>> = variants.iter().map(|v| score(&human_t, v)).collect();
+    let neg_scores: Vec<Vec<(f32, f32)>> = variants.iter().map(|v| score(&neg_t, v)).collect();
+    println!(
+        "{:<14} {:>14} {:>14} {:>16}",
+        "variant", "anime found", "human found", "false on negs"
+    );
+    for (i, v) in variants.iter().enumerate() {
+        let a = anime_scores[i]
+            .iter()
+            .filter(|s| accepts(**s, v, cfg.score_threshold))
+            .count();
+        let h = human_scores[i]
+            .iter()
+            .filter(|s| accepts(**s, v, cfg.score_threshold))
+            .count();
+        let n = neg_scores[i]
+            .iter()
+            .filter(|s| accepts(**s, v, cfg.score_threshold))
+            .count();
+        println!(
+            "{:<14} {:>8}/{:<5} {:>8}/{:<5} {:>10}/{:<5}",
+            v.name,
+            first_found[0] + a,
+            totals[0],
+            first_found[1] + h,
+            totals[1],
+            neg_first + n,
+            negs.len()
+        );
+    }
+    // Score distribution of frame-filling boxes on negatives for the widest variant.
+    let last = variants.len() - 1;
+    let mut s: Vec<f32> = neg_scores[last].iter().map(|x| x.0).collect();
+    s.sort_by(|a, b| b.total_cmp(a));
+    println!(
+        "top negative fill scores (all variants): {:?}",
+        &s[..s.len().min(15)]
+    );
+    let mut a: Vec<f32> = anime_scores[last].iter().map(|x| x.0).collect();
+    a.sort_by(|a, b| b.total_cmp(a));
+    println!("anime fill scores (all variants): {:?}", a);
+}
