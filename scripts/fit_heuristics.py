@@ -4,7 +4,7 @@
 Input: the JSONL written by
     cargo run --release -p facelens-vision --example heuristics_features -- \
         --data ../shared/evaldata --out /tmp/heur/features.jsonl --cache /tmp/heur/faces.jsonl
-Output: models/heads/{eyes,glasses,cartoon,shape,beauty}.json and 5-fold cross-validated figures
+Output: models/heads/{eyes,glasses,shape,beauty}.json (cartoon: scripts/fit_cartoon_head.py) and 5-fold cross-validated figures
 on stdout (docs/heuristics.md quotes them). All weights are FITTED ON THE DEV DATA; the held-out
 split was not used.
 
@@ -205,41 +205,9 @@ def fit_glasses(rows, outdir, names):
 
 
 # -------------------------------------------------------------------------------------- cartoon
-def fit_cartoon(rows, outdir, names, max_fp=0.005):
-    X, y, meta = [], [], []
-    for r in rows:
-        f = r.get("f")
-        if not f or r.get("face_type") not in ("anime", "human"):
-            continue
-        X.append(f["cartoon"])
-        y.append(1.0 if r["face_type"] == "anime" else 0.0)
-        meta.append(r)
-    X, y = np.array(X, float), np.array(y)
-    fold = folds(list(range(len(y))), list(y))
-    kw = dict(l2=3.0, w_pos=(y == 0).sum() / (y == 1).sum())
-    p = cv_predict(X, y, fold, **kw)
-    hum = np.sort(p[y == 0])
-    thr = max(0.5, float(hum[int(np.ceil(len(hum) * (1 - max_fp))) - 1]) + 1e-6)
-    pred = p >= thr
-    n_anime_total = sum(1 for r in rows if r.get("face_type") == "anime")
-    print(f"== face_type: 5-fold CV, threshold {thr:.4f} (set so that <= {max_fp:.1%} of CV human scores pass)")
-    print(f"  cartoon recall among detected {pct(int((pred & (y == 1)).sum()), int((y == 1).sum()))}; "
-          f"of all anime {pct(int((pred & (y == 1)).sum()), n_anime_total)}; human called cartoon "
-          f"{pct(int((pred & (y == 0)).sum()), int((y == 0).sum()))}")
-    by = {}
-    for pi, yi, m in zip(pred, y, meta):
-        if yi == 0:
-            a = by.setdefault(m["source"], [0, 0])
-            a[0] += pi
-            a[1] += 1
-    for s, (a, b) in sorted(by.items()):
-        print(f"    human called cartoon, {s}: {pct(int(a), b)}")
-    model = fit_logistic(X, y, **kw)
-    json.dump(head_json(names, model, thr,
-                        "Cartoon head (heuristic). Logistic regression fitted on DEV data: Anime Face Dataset "
-                        "vs all human photos of the attribute manifest; threshold = the CV score that at most "
-                        "0.5% of human faces exceed; scripts/fit_heuristics.py."),
-              open(f"{outdir}/cartoon.json", "w"), indent=1)
+# Both face-type heads (cartoon.json, image features only, and cartoon_full.json, image features
+# and attribute-model outputs) are fitted by scripts/fit_cartoon_head.py, which also takes the
+# WIDER FACE crowd faces as human examples.
 
 
 # ------------------------------------------------------------------------ shape / beauty scales
@@ -317,8 +285,6 @@ def main():
         fit_eyes(rows, outdir, names["eyes"])
     if not only or "glasses" in only:
         fit_glasses(rows, outdir, names["glasses"])
-    if not only or "cartoon" in only:
-        fit_cartoon(rows, outdir, names["cartoon"])
     if not only or "shape" in only:
         fit_shape(rows, outdir, names["shape"])
     if not only or "beauty" in only:

@@ -122,6 +122,11 @@ impl AppState {
                 "age" => a.age = false,
                 _ => {}
             }
+            // A switched-off model attribute is not computed for face_type either: face_type
+            // then uses its image-only head.
+            if matches!(name.as_str(), "race" | "gender" | "emotion" | "age") {
+                a.face_type_models = false;
+            }
         }
         let limits = self.decode_limits;
         let analysis = self

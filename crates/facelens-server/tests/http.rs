@@ -960,3 +960,18 @@ async fn busy_is_answered_without_parsing_the_body() {
     }
     panic!("a full queue never answered busy without parsing the body");
 }
+
+#[tokio::test]
+async fn attributes_switched_off_are_absent_and_face_type_still_answers() {
+    let Some(img) = dev_image(FACE) else { return };
+    let s = start(|c| c.attributes_off = vec!["race".into(), "emotion".into()]).await;
+    let v = s.juhe(&[("image", &b64(&img))]).await;
+    assert_eq!(code(&v), 0, "{v}");
+    let face = &v["result"]["face_list"][0];
+    assert!(face.get("race").is_none(), "race is switched off: {face}");
+    assert!(face.get("emotion").is_none(), "emotion is switched off: {face}");
+    // The others stay, face_type included (from its image-only head, docs/heuristics.md).
+    assert!(face["age"].as_f64().is_some_and(|a| a > 0.0), "{face}");
+    assert_eq!(face["face_type"]["type"], "human", "{face}");
+    assert!(face["gender"]["type"].is_string(), "{face}");
+}

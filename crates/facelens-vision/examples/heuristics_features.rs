@@ -84,7 +84,7 @@ fn face_json(img: &Rgb, face: &Face) -> Option<Value> {
     let ms = face.mesh_score.unwrap_or(0.0);
     let es = eyes::eye_status(img, mesh);
     let g = glasses::glasses(img, mesh);
-    let ft = cartoon::face_type(img, &face.bbox, mesh, ms, face.score);
+    let ft = cartoon::face_type(img, &face.bbox, mesh, ms, face.score, None);
     let sh = shape::face_shape(mesh, &face.pose);
     let b = beauty::beauty(img, mesh, &face.quality);
     Some(json!({

@@ -141,7 +141,8 @@ impl Pipeline {
         timings.landmarks_ms = ms(t);
         let t = Instant::now();
         // Every attribute model runs once for all the faces (batched), then the heuristics.
-        let model_attrs = if opts.attributes.any_model() {
+        let model_opts = opts.attributes.for_models();
+        let model_attrs = if model_opts.any_model() {
             let inputs: Vec<FaceInput<'_>> = meshed
                 .iter()
                 .map(|(d, mesh)| FaceInput {
@@ -149,7 +150,7 @@ impl Pipeline {
                     mesh: Some(mesh),
                 })
                 .collect();
-            self.attributor.run_batch(img, &inputs, &opts.attributes)?
+            self.attributor.run_batch(img, &inputs, &model_opts)?
         } else {
             vec![Default::default(); meshed.len()]
         };
@@ -159,7 +160,16 @@ impl Pipeline {
             let bbox = d.bbox;
             let mut face = self.face_from(img, d, &mesh, opts);
             face.attributes = attributes;
-            heuristic_attributes(img, &bbox, det_score, &mesh, &mut face, &opts.attributes);
+            opts.attributes.keep_requested(&mut face.attributes);
+            heuristic_attributes(
+                img,
+                &bbox,
+                det_score,
+                &mesh,
+                &features,
+                &mut face,
+                &opts.attributes,
+            );
             faces.push((face, features));
         }
         timings.attributes_ms = ms(t);
@@ -223,6 +233,7 @@ fn heuristic_attributes(
     bbox: &facelens_core::geometry::Rect,
     det_score: f32,
     mesh: &MeshResult,
+    models: &AttributeFeatures,
     face: &mut Face,
     on: &AttributeOptions,
 ) {
@@ -236,7 +247,12 @@ fn heuristic_attributes(
     }
     if on.face_type {
         a.face_type = Some(heuristics::cartoon::face_type(
-            img, bbox, pts, mesh.score, det_score,
+            img,
+            bbox,
+            pts,
+            mesh.score,
+            det_score,
+            on.face_type_models.then_some(models),
         ));
     }
     if on.face_shape {

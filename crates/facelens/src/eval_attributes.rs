@@ -85,6 +85,8 @@ pub fn run(backend: &str, threads: usize, a: AttributesArgs) -> Result<ExitCode>
     let mut opts = facelens_vision::Options {
         max_faces: 1,
         detector: facelens_vision::DetectorConfig::fast(a.max_side),
+        // The face-type head's features need the mesh; only the features file wants them.
+        include_mesh: a.features_out.is_some(),
         ..facelens_vision::Options::default()
     };
     if let Some(t) = a.retry_threshold {
@@ -127,6 +129,11 @@ pub fn run(backend: &str, threads: usize, a: AttributesArgs) -> Result<ExitCode>
                     "bbox": [face.bbox.x1, face.bbox.y1, face.bbox.x2, face.bbox.y2],
                     "pose": face.pose, "attributes": face.attributes,
                     "features": feats,
+                    "cartoon_features": face.mesh.as_deref().map(|mesh| {
+                        facelens_vision::heuristics::cartoon::cartoon_features(
+                            &img.image, &face.bbox, mesh,
+                            face.mesh_score.unwrap_or(0.0), face.score)
+                    }),
                 }),
                 None => json!({"file": rec.file, "labels": labels, "found": false,
                     "features": AttributeFeatures::default()}),

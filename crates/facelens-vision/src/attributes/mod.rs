@@ -65,6 +65,10 @@ pub struct AttributeOptions {
     pub face_type: bool,
     /// Average the cheap models over the crop and its mirror image.
     pub flip: bool,
+    /// Let face_type run the age, gender, GEAR and emotion models for its full head even when
+    /// their fields are not asked for. Off (the server does this when an operator switches a
+    /// model attribute off), face_type uses its image-only head.
+    pub face_type_models: bool,
 }
 
 impl AttributeOptions {
@@ -81,6 +85,7 @@ impl AttributeOptions {
         face_shape: true,
         face_type: true,
         flip: true,
+        face_type_models: true,
     };
     /// Every attribute off (geometry only).
     pub const NONE: AttributeOptions = AttributeOptions {
@@ -95,11 +100,48 @@ impl AttributeOptions {
         face_shape: false,
         face_type: false,
         flip: true,
+        face_type_models: true,
     };
 
     /// Whether any model-based attribute is on.
     pub fn any_model(&self) -> bool {
         self.age || self.gender || self.emotion || self.expression || self.race
+    }
+
+    /// The options the attribute models run with. The face-type head reads the outputs of the
+    /// age, gender, GEAR and emotion models, so asking for face_type runs them all; what was
+    /// not asked for is removed again by [`AttributeOptions::keep_requested`].
+    pub fn for_models(&self) -> AttributeOptions {
+        if self.face_type && self.face_type_models {
+            AttributeOptions {
+                age: true,
+                gender: true,
+                race: true,
+                emotion: true,
+                ..*self
+            }
+        } else {
+            *self
+        }
+    }
+
+    /// Drop the model-based attributes these options did not ask for.
+    pub fn keep_requested(&self, a: &mut Attributes) {
+        if !self.age {
+            a.age = None;
+        }
+        if !self.gender {
+            a.gender = None;
+        }
+        if !self.race {
+            a.race = None;
+        }
+        if !self.emotion {
+            a.emotion = None;
+        }
+        if !self.expression {
+            a.expression = None;
+        }
     }
 }
 
@@ -523,6 +565,38 @@ pub fn mean_rows(data: &[f32], rows: usize) -> Option<Vec<f32>> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    #[test]
+    fn face_type_runs_its_input_models_and_returns_only_what_was_asked() {
+        let only_face_type = AttributeOptions {
+            face_type: true,
+            ..AttributeOptions::NONE
+        };
+        let run = only_face_type.for_models();
+        assert!(run.age && run.gender && run.race && run.emotion && !run.expression);
+        assert_eq!(AttributeOptions::NONE.for_models(), AttributeOptions::NONE);
+        let image_only = AttributeOptions {
+            face_type_models: false,
+            ..only_face_type
+        };
+        assert_eq!(image_only.for_models(), image_only);
+        let mut a = Attributes {
+            age: Some(30.0),
+            gender: Some(Labelled::new("male", 0.9)),
+            race: Some(Labelled::new("white", 0.9)),
+            emotion: Some(Labelled::new("happy", 0.9)),
+            expression: Some(Labelled::new("smile", 0.9)),
+            ..Attributes::default()
+        };
+        only_face_type.keep_requested(&mut a);
+        assert_eq!(a, Attributes::default());
+        let mut b = Attributes {
+            age: Some(30.0),
+            ..Attributes::default()
+        };
+        AttributeOptions::ALL.keep_requested(&mut b);
+        assert_eq!(b.age, Some(30.0));
+    }
 
     /// A fake model that records its input and returns a fixed row per batch item, so the
     /// batching/averaging plumbing can be tested without weights.
