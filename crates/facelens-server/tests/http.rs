@@ -969,7 +969,10 @@ async fn attributes_switched_off_are_absent_and_face_type_still_answers() {
     assert_eq!(code(&v), 0, "{v}");
     let face = &v["result"]["face_list"][0];
     assert!(face.get("race").is_none(), "race is switched off: {face}");
-    assert!(face.get("emotion").is_none(), "emotion is switched off: {face}");
+    assert!(
+        face.get("emotion").is_none(),
+        "emotion is switched off: {face}"
+    );
     // The others stay, face_type included (from its image-only head, docs/heuristics.md).
     assert!(face["age"].as_f64().is_some_and(|a| a > 0.0), "{face}");
     assert_eq!(face["face_type"]["type"], "human", "{face}");
