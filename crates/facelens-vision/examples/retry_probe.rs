@@ -8,13 +8,12 @@
 //!
 //! Development tool: it prints counts, it changes nothing.
 
-use facelens_core::Rect;
 use facelens_eval::attributes::load_attribute_manifest;
 use facelens_eval::wider::load_wider_manifest;
 use facelens_imaging::image::imageops;
 use facelens_imaging::{DecodeLimits, Rgb, decode, resize};
 use facelens_infer::BackendKind;
-use facelens_vision::detect::{RETRY_MIN_FILL, pad_canvas};
+use facelens_vision::detect::{fills_frame, grey, pad_canvas};
 use facelens_vision::{DetectorConfig, Models, Pipeline};
 use std::path::PathBuf;
 
@@ -29,10 +28,6 @@ struct Variant {
     low: f32,
 }
 
-fn fills(b: &Rect, w: f32, h: f32) -> bool {
-    (b.width() / w).max(b.height() / h) >= RETRY_MIN_FILL
-}
-
 const PADS: [f32; 3] = [0.15, 0.4, 1.0];
 
 /// Per transform (as is, mirrored, grey) and canvas padding: (best score of a frame-filling
@@ -41,12 +36,7 @@ type Table = [[(f32, f32); 3]; 3];
 
 fn table(p: &Pipeline, img: &Rgb, cfg: &DetectorConfig) -> Table {
     let (w, h) = img.dimensions();
-    let g = imageops::grayscale(img);
-    let mut grey = Rgb::new(w, h);
-    for (x, y, px) in g.enumerate_pixels() {
-        grey.put_pixel(x, y, facelens_imaging::image::Rgb([px[0]; 3]));
-    }
-    let imgs = [img.clone(), imageops::flip_horizontal(img), grey];
+    let imgs = [img.clone(), imageops::flip_horizontal(img), grey(img)];
     let low_cfg = DetectorConfig {
         score_threshold: 0.05,
         ..cfg.clone()
@@ -60,7 +50,7 @@ fn table(p: &Pipeline, img: &Rgb, cfg: &DetectorConfig) -> Table {
                 let b = d.bbox.translate(-(pad as f32), -(pad as f32));
                 let b = b.clip(w as f32, h as f32);
                 t[i][j].1 = t[i][j].1.max(d.score);
-                if fills(&b, w as f32, h as f32) {
+                if fills_frame(&b, w as f32, h as f32) {
                     t[i][j].0 = t[i][j].0.max(d.score);
                 }
             }
@@ -236,19 +226,15 @@ fn main() {
             }
         }
     }
-    let neg_first = negs
+    let (neg_found, neg_left): (Vec<&Rgb>, Vec<&Rgb>) = negs
         .iter()
-        .filter(|n| !p.detect(n, &cfg).unwrap_or_default().is_empty())
-        .count();
+        .partition(|n| !p.detect(n, &cfg).unwrap_or_default().is_empty());
+    let neg_first = neg_found.len();
     println!(
         "negatives: {} patches, normal pass finds a face in {}",
         negs.len(),
         neg_first
     );
-    let neg_left: Vec<&Rgb> = negs
-        .iter()
-        .filter(|n| p.detect(n, &cfg).unwrap_or_default().is_empty())
-        .collect();
     let tables =
         |imgs: &[&Rgb]| -> Vec<Table> { imgs.iter().map(|im| table(&p, im, &cfg)).collect() };
     let anime_t = tables(&groups[0].1.iter().collect::<Vec<_>>());

@@ -220,8 +220,8 @@ impl Detector {
     /// `cfg.retry_score_threshold` whose box fills the frame ([`RETRY_MIN_FILL`]). If that
     /// still finds nothing, the same canvas is tried once more in grey: saturated hair and
     /// flat colour fills (drawn faces) throw the detector off, their luminance does not. On the
-    /// dev data the grey canvas finds 13 more of the 300 anime crops (264 -> 277) and 5 more
-    /// false faces on 1,636 faceless patches of crowd photos (59 -> 64); see docs/heuristics.md.
+    /// dev data the grey canvas finds 13 more of the 300 anime crops (264 -> 277) and 4 more
+    /// false faces on 1,636 faceless patches of crowd photos (59 -> 63); see docs/heuristics.md.
     pub fn detect_with_retry(
         &self,
         img: &Rgb,
@@ -403,7 +403,7 @@ fn keep_retry(mut dets: Vec<Detection>, threshold: f32, w: f32, h: f32) -> Vec<D
 
 /// Whether `b` (in image coordinates, clipped) spans at least [`RETRY_MIN_FILL`] of the image's
 /// width or height.
-fn fills_frame(b: &Rect, w: f32, h: f32) -> bool {
+pub fn fills_frame(b: &Rect, w: f32, h: f32) -> bool {
     w > 0.0 && h > 0.0 && (b.width() / w).max(b.height() / h) >= RETRY_MIN_FILL
 }
 

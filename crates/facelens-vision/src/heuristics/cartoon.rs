@@ -32,6 +32,7 @@ use super::{Grey, LinearHead, eyes, face_frame};
 use crate::attributes::AttributeFeatures;
 use crate::attributes::age_gender::GEAR_AGE_BINS;
 use crate::attributes::emotion::EMOTIONS;
+use crate::attributes::race::GEAR_RACES;
 use facelens_core::types::Labelled;
 use facelens_core::{Affine, Rect};
 use facelens_imaging::{Rgb, warp_affine_f32};
@@ -59,8 +60,6 @@ pub fn feature_names() -> Vec<String> {
     .collect()
 }
 
-/// GEAR's race outputs, in its order.
-const GEAR_RACES: [&str; 5] = ["white", "black", "asian", "indian", "other"];
 /// How many emotion models the full head reads (the two shipped mini-Xception weight sets).
 const EMOTION_MODELS: usize = 2;
 
