@@ -4,9 +4,9 @@
 
     facelens eval attributes --manifest $E/attributes/manifest.jsonl \
         --labels $E/attributes/visual_labels.jsonl --features-out /tmp/features.jsonl
-    cargo run --release -p facelens-vision --example wider_face_features -- \
-        $E /tmp/wider_features.jsonl
-    python3 scripts/fit_cartoon_head.py /tmp/features.jsonl [--extra /tmp/wider_features.jsonl] [--write]
+    cargo run --release -p facelens-vision --example crowd_face_features -- \
+        $E /tmp/crowd_features.jsonl
+    python3 scripts/fit_cartoon_head.py /tmp/features.jsonl [--extra /tmp/crowd_features.jsonl] [--write]
 
 The head reads the image features of heuristics/cartoon.rs (`cartoon_features` in the file)
 and the attribute models' outputs (dlib age and gender, GEAR race / gender / age bins, both

@@ -5,8 +5,8 @@
 //! checked on them too (`scripts/fit_cartoon_head.py --extra`).
 //!
 //! ```sh
-//! cargo run --release -p facelens-vision --example wider_face_features -- \
-//!     ../shared/evaldata /tmp/wider_features.jsonl
+//! cargo run --release -p facelens-vision --example crowd_face_features -- \
+//!     ../shared/evaldata /tmp/crowd_features.jsonl
 //! ```
 
 use facelens_core::types::Timings;
@@ -22,7 +22,7 @@ use std::path::PathBuf;
 fn main() {
     let mut args = std::env::args().skip(1);
     let data = PathBuf::from(args.next().unwrap_or("../shared/evaldata".into()));
-    let out_path = PathBuf::from(args.next().unwrap_or("/tmp/wider_features.jsonl".into()));
+    let out_path = PathBuf::from(args.next().unwrap_or("/tmp/crowd_features.jsonl".into()));
     let backend = match facelens_infer::create_backend(BackendKind::Rten, 1) {
         Ok(b) => b,
         Err(e) => return eprintln!("backend: {e}"),
