@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fit_heuristics import K, fit_logistic, folds, head_json, pct, predict  # noqa: E402
 
 IMAGE_NAMES = ["flat_frac", "edge_p95_over_median", "residual_over_std", "colours", "sat_mean",
-               "sat_high_frac", "eye_opening", "eye_width_over_iod", "mesh_score", "det_score"]
+               "sat_high_frac", "eye_opening", "eye_width_over_iod", "mesh_score", "det_score",
+               "ln_face_fill"]
 GEAR_RACES = ["white", "black", "asian", "indian", "other"]
 GEAR_AGE_BINS = ["<20", "21-25", "26-30", "31-40", "41-50", "51-60", ">60"]
 EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
