@@ -26,7 +26,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fit_heuristics import K, fit_logistic, folds, head_json, pct, predict  # noqa: E402
+from fit_heuristics import cv_predict, fit_logistic, folds, head_json, pct  # noqa: E402
 
 IMAGE_NAMES = ["flat_frac", "edge_p95_over_median", "residual_over_std", "colours", "sat_mean",
                "sat_high_frac", "eye_opening", "eye_width_over_iod", "mesh_score", "det_score",
@@ -63,10 +63,7 @@ def groups(f):
 
 def cv_threshold(X, y, fold, source):
     kw = dict(l2=L2, w_pos=(y == 0).sum() / (y == 1).sum())
-    p = np.zeros(len(y))
-    for k in range(K):
-        tr, te = fold != k, fold == k
-        p[te] = predict(fit_logistic(X[tr], y[tr], **kw), X[te])
+    p = cv_predict(X, y, fold, **kw)
     thr = max(0.5, quantile_threshold(p[y == 0], MAX_FP))
     # The budget holds for each kind of photo too (crowds vs tight crops), not only on average:
     # at most 1 % of every source with enough faces to measure it.

@@ -25,7 +25,7 @@ import onnxruntime as ort
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fit_heuristics import fit_logistic, folds, predict  # noqa: E402
+from fit_heuristics import cv_predict, folds  # noqa: E402
 
 DLIB_MEAN = np.array([122.782, 117.001, 104.298], np.float32)
 L2 = 30.0
@@ -90,11 +90,7 @@ def main():
         print(f"{name:<34} " + "  ".join(parts))
 
     def cv(name, Z):
-        p = np.zeros(len(y))
-        for k in range(5):
-            tr, te = fold != k, fold == k
-            p[te] = predict(fit_logistic(Z[tr], y[tr], l2=L2), Z[te])
-        report(f"{name} (LR, 5-fold CV)", p > 0.5)
+        report(f"{name} (LR, 5-fold CV)", cv_predict(Z, y, fold, l2=L2) > 0.5)
 
     report("dlib gender output", X["dlib_p"][:, 1] > X["dlib_p"][:, 0])
     report("GEAR gender output", X["gear_p"][:, 0] > X["gear_p"][:, 1])

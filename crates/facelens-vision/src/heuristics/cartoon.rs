@@ -140,7 +140,8 @@ pub fn cartoon_features(
     f
 }
 
-/// How much of its image the face fills: `ln(min(1, sqrt(box w · h) / shorter image side))`.
+/// How much of its image the face fills: `ln(sqrt(box w · h) / shorter image side)`, the ratio
+/// clamped to `[0.001, 1]` (a face box can be larger than the shorter side of its image).
 ///
 /// A face that is a small part of a larger photo (a person in a crowd, at a party, in the
 /// street) is resampled up to 64×64 from few pixels, and blur and interpolation make it look
