@@ -42,6 +42,12 @@ pub static MODELS: &[ModelFile] = &[
         true
     ),
     model!("face_mesh", "mp_face_landmark.onnx", "Apache-2.0", true),
+    model!(
+        "blazeface_short",
+        "mp_face_detection_short_range.onnx",
+        "Apache-2.0",
+        true
+    ),
     // Attribute models (crates/facelens-vision/src/attributes).
     model!("dlib_age", "dlib_age_v1.onnx", "CC0-1.0", true),
     model!("dlib_gender", "dlib_gender_v1.onnx", "CC0-1.0", true),

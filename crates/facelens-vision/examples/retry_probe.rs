@@ -1,4 +1,5 @@
-//! Measures variants of the detector's "nothing found" retry on faces that fill their image
+//! Measures variants of the detector's "nothing found" retry (and prints how the close-up
+//! detector's boxes and landmarks compare with RetinaFace's, the constants of `closeup.rs`) on faces that fill their image
 //! (the Anime Face Dataset crops, the human attribute crops) and on faceless patches cut from
 //! WIDER FACE images away from every labelled face (false faces).
 //!
@@ -12,7 +13,8 @@ use facelens_eval::attributes::load_attribute_manifest;
 use facelens_eval::wider::load_wider_manifest;
 use facelens_imaging::image::imageops;
 use facelens_imaging::{DecodeLimits, Rgb, decode, resize};
-use facelens_infer::BackendKind;
+use facelens_infer::{BackendKind, ModelBytes};
+use facelens_vision::closeup::CloseUpDetector;
 use facelens_vision::detect::{fills_frame, grey, pad_canvas};
 use facelens_vision::{DetectorConfig, Models, Pipeline};
 use std::path::PathBuf;
@@ -59,6 +61,88 @@ fn table(p: &Pipeline, img: &Rgb, cfg: &DetectorConfig) -> Table {
     t
 }
 
+/// The close-up detector's best (frame-filling, any) scores on the image as is and on the
+/// 0.4-padded canvas: `[fill, any, fill padded, any padded]`.
+fn closeup_scores(c: &CloseUpDetector, img: &Rgb) -> [f32; 4] {
+    let (w, h) = img.dimensions();
+    let mut out = [0.0f32; 4];
+    for (k, pf) in [0.0f32, 0.4].into_iter().enumerate() {
+        let pad = (w.max(h) as f32 * pf).round() as u32;
+        let canvas = pad_canvas(img, pad);
+        for d in c.detect(&canvas, 0.05).unwrap_or_default() {
+            let b = d
+                .bbox
+                .translate(-(pad as f32), -(pad as f32))
+                .clip(w as f32, h as f32);
+            out[2 * k + 1] = out[2 * k + 1].max(d.score);
+            if fills_frame(&b, w as f32, h as f32) {
+                out[2 * k] = out[2 * k].max(d.score);
+            }
+        }
+    }
+    out
+}
+
+/// How the close-up detector's boxes and derived landmarks compare with RetinaFace's on the
+/// same faces (human crops on a 0.4-padded canvas, so no box is clipped): medians of
+/// RetinaFace / close-up box width and height, the centre offset in close-up box sides, the
+/// mouth half-width over the eye distance of RetinaFace's landmarks, and the mean distance of
+/// the five landmarks over the eye distance.
+fn calibrate(p: &Pipeline, c: &CloseUpDetector, imgs: &[Rgb], cfg: &DetectorConfig) {
+    let mut cols: [Vec<f32>; 6] = Default::default();
+    for img in imgs {
+        let (w, h) = img.dimensions();
+        let pad = (w.max(h) as f32 * 0.4).round() as u32;
+        let canvas = pad_canvas(img, pad);
+        let (Some(r), Some(b)) = (
+            p.detect(&canvas, cfg)
+                .unwrap_or_default()
+                .into_iter()
+                .next(),
+            c.detect(&canvas, 0.5)
+                .unwrap_or_default()
+                .into_iter()
+                .next(),
+        ) else {
+            continue;
+        };
+        let (rb, bb) = (r.bbox, b.bbox);
+        cols[0].push(rb.width() / bb.width());
+        cols[1].push(rb.height() / bb.height());
+        cols[2].push(((rb.y1 + rb.y2) - (bb.y1 + bb.y2)) / 2.0 / bb.height());
+        cols[3].push(((rb.x1 + rb.x2) - (bb.x1 + bb.x2)) / 2.0 / bb.width());
+        let l = &r.landmarks;
+        let eye = ((l[1].x - l[0].x).powi(2) + (l[1].y - l[0].y).powi(2))
+            .sqrt()
+            .max(1.0);
+        let mouth = ((l[4].x - l[3].x).powi(2) + (l[4].y - l[3].y).powi(2)).sqrt();
+        cols[4].push(mouth / 2.0 / eye);
+        let err: f32 = l
+            .iter()
+            .zip(b.landmarks.iter())
+            .map(|(a, b)| ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt())
+            .sum::<f32>()
+            / 5.0;
+        cols[5].push(err / eye);
+    }
+    let med = |v: &mut Vec<f32>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f32::NAN)
+    };
+    let names = [
+        "width ratio",
+        "height ratio",
+        "centre dy / h",
+        "centre dx / w",
+        "mouth half / eye dist",
+        "landmark err / eye dist",
+    ];
+    println!("close-up vs RetinaFace on {} human crops:", cols[0].len());
+    for (n, v) in names.iter().zip(cols.iter_mut()) {
+        println!("  {n}: median {:.3}", med(v));
+    }
+}
+
 /// Best scores over the canvases a variant tries.
 fn retry(t: &Table, v: &Variant) -> (f32, f32) {
     let mut best = (0.0f32, 0.0f32);
@@ -92,6 +176,15 @@ fn main() {
         .and_then(Pipeline::new)
         .expect("models");
     let cfg = DetectorConfig::fast(640);
+    let closeup = facelens_models::get("blazeface_short")
+        .ok_or_else(|| "not embedded".to_string())
+        .and_then(|m| {
+            backend
+                .load(m.id, ModelBytes::Static(m.bytes))
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|m| CloseUpDetector::new(m).map_err(|e| e.to_string()))
+        .expect("close-up model");
     let limits = DecodeLimits::default();
     let manifest =
         std::fs::read_to_string(data.join("attributes/manifest.jsonl")).expect("manifest");
@@ -164,6 +257,7 @@ fn main() {
     // Positives: images where the normal pass finds nothing.
     let mut groups: Vec<(&str, Vec<Rgb>)> = vec![("anime", vec![]), ("human", vec![])];
     let mut first_found = [0usize; 2];
+    let mut calib: Vec<Rgb> = Vec::new();
     let mut totals = [0usize; 2];
     for r in &records {
         let Ok(bytes) = std::fs::read(data.join(&r.file)) else {
@@ -176,6 +270,9 @@ fn main() {
         totals[g] += 1;
         if !p.detect(&dec.image, &cfg).unwrap_or_default().is_empty() {
             first_found[g] += 1;
+            if g == 1 && calib.len() < 600 && totals[1] % 5 == 0 {
+                calib.push(dec.image);
+            }
             continue;
         }
         groups[g].1.push(dec.image);
@@ -240,8 +337,16 @@ fn main() {
     let anime_t = tables(&groups[0].1.iter().collect::<Vec<_>>());
     let human_t = tables(&groups[1].1.iter().collect::<Vec<_>>());
     let neg_t = tables(&neg_left);
+    calibrate(&p, &closeup, &calib, &cfg);
+    let cu = |imgs: &[&Rgb]| -> Vec<[f32; 4]> {
+        imgs.iter().map(|im| closeup_scores(&closeup, im)).collect()
+    };
+    let cu_anime = cu(&groups[0].1.iter().collect::<Vec<_>>());
+    let cu_human = cu(&groups[1].1.iter().collect::<Vec<_>>());
+    let cu_neg = cu(&neg_left);
     if let Ok(path) = std::env::var("RETRY_PROBE_DUMP") {
         let dump = serde_json::json!({"pads": PADS, "anime": anime_t, "human": human_t, "neg": neg_t,
+            "closeup": {"anime": cu_anime, "human": cu_human, "neg": cu_neg},
             "first": {"anime": first_found[0], "human": first_found[1], "neg": neg_first},
             "totals": {"anime": totals[0], "human": totals[1], "neg": negs.len()}});
         let _ = std::fs::write(path, dump.to_string());
@@ -276,6 +381,68 @@ fn main() {
             first_found[1] + h,
             totals[1],
             neg_first + n,
+            negs.len()
+        );
+    }
+    // Chains of steps, each tried only when the ones before found nothing (any step accepting
+    // = found): RetinaFace canvases (transform 0 colour / 2 grey, PADS index), then optionally
+    // the close-up detector (as is or on the 0.4 canvas) above a threshold.
+    type Chain = (&'static str, Vec<(usize, usize)>, Option<f32>);
+    let chains: Vec<Chain> = vec![
+        ("colour .4, grey .4 (before)", vec![(0, 1), (2, 1)], None),
+        ("colour .4, grey 1", vec![(0, 1), (2, 2)], None),
+        (
+            "colour .4, grey .4, close-up .75",
+            vec![(0, 1), (2, 1)],
+            Some(0.75),
+        ),
+        (
+            "colour .4, grey 1, close-up .7",
+            vec![(0, 1), (2, 2)],
+            Some(0.7),
+        ),
+        (
+            "colour .4, grey 1, close-up .75 (shipped)",
+            vec![(0, 1), (2, 2)],
+            Some(0.75),
+        ),
+        (
+            "colour .4, grey 1, close-up .8",
+            vec![(0, 1), (2, 2)],
+            Some(0.8),
+        ),
+        (
+            "colour .4, grey .4, grey 1, close-up .75",
+            vec![(0, 1), (2, 1), (2, 2)],
+            Some(0.75),
+        ),
+    ];
+    let found = |t: &Table, c: &[f32; 4], chain: &Chain| {
+        chain
+            .1
+            .iter()
+            .any(|&(i, j)| t[i][j].1 > cfg.score_threshold || t[i][j].0 > 0.3)
+            || chain.2.is_some_and(|thr| c[0] > thr || c[2] > thr)
+    };
+    println!(
+        "{:<44} {:>12} {:>12} {:>14}",
+        "chain", "anime", "human", "false on negs"
+    );
+    for chain in &chains {
+        let count = |ts: &[Table], cs: &[[f32; 4]]| {
+            ts.iter()
+                .zip(cs)
+                .filter(|(t, c)| found(t, c, chain))
+                .count()
+        };
+        println!(
+            "{:<44} {:>8}/{:<3} {:>8}/{:<4} {:>9}/{:<4}",
+            chain.0,
+            first_found[0] + count(&anime_t, &cu_anime),
+            totals[0],
+            first_found[1] + count(&human_t, &cu_human),
+            totals[1],
+            neg_first + count(&neg_t, &cu_neg),
             negs.len()
         );
     }

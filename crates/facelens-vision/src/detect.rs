@@ -15,6 +15,7 @@
 //! A face that fills the whole frame has no context around it and is sometimes missed; callers
 //! retry on a padded canvas (see [`Detector::detect_with_retry`]).
 
+use crate::closeup::CloseUpDetector;
 use crate::tensor::{Channels, Norm, to_nchw};
 use facelens_core::geometry::nms;
 use facelens_core::{Point, Rect};
@@ -74,6 +75,10 @@ pub struct DetectorConfig {
     /// that covers most of an image in which nothing else was found is rarely a false alarm.
     /// Crowd photos are unaffected: the retry runs only when the normal pass found nothing.
     pub retry_score_threshold: f32,
+    /// Last step of [`Detector::detect_with_retry`]: when RetinaFace found nothing on the image
+    /// and both retry canvases, the close-up detector ([`crate::closeup`]) may give a face
+    /// scoring above this that fills the frame. `None` switches the step off.
+    pub closeup_threshold: Option<f32>,
 }
 
 /// A low-confidence retry detection (see [`DetectorConfig::retry_score_threshold`]) is kept only
@@ -90,6 +95,7 @@ impl DetectorConfig {
             pre_nms_top_k: 5000,
             max_faces: 200,
             retry_score_threshold: RETRY_SCORE_THRESHOLD,
+            closeup_threshold: Some(CLOSEUP_THRESHOLD),
             passes: vec![Pass {
                 scale: PassScale::LongSide {
                     min: 320.min(max_side),
@@ -111,6 +117,7 @@ impl DetectorConfig {
             pre_nms_top_k: 5000,
             max_faces: 1000,
             retry_score_threshold: RETRY_SCORE_THRESHOLD,
+            closeup_threshold: Some(CLOSEUP_THRESHOLD),
             passes: vec![
                 Pass {
                     scale: PassScale::Factor {
@@ -147,6 +154,19 @@ impl DetectorConfig {
 /// Default [`DetectorConfig::retry_score_threshold`].
 pub const RETRY_SCORE_THRESHOLD: f32 = 0.3;
 
+/// Default [`DetectorConfig::closeup_threshold`] (measured with `examples/retry_probe.rs`; see
+/// docs/heuristics.md, face_type).
+pub const CLOSEUP_THRESHOLD: f32 = 0.75;
+
+/// The retries run on the image scaled down to at most this long side.
+pub const RETRY_MAX_SIDE: u32 = 640;
+
+/// Padding of the first retry's canvas, as a fraction of the image's long side.
+pub const RETRY_PAD: f32 = 0.4;
+/// Padding of the grey retry's canvas (wider: measured to find more drawn faces than 0.4 for
+/// fewer false ones, `examples/retry_probe.rs`).
+pub const GREY_RETRY_PAD: f32 = 1.0;
+
 /// RetinaFace priors (biubug6 layout): per stride, per cell row-major, per anchor size.
 const STEPS: [(u32, [f32; 2]); 3] = [(8, [16.0, 32.0]), (16, [64.0, 128.0]), (32, [256.0, 512.0])];
 const VARIANCE: [f32; 2] = [0.1, 0.2];
@@ -156,13 +176,16 @@ const MEAN_BGR: [f32; 3] = [104.0, 117.0, 123.0];
 /// The RetinaFace detector around a loaded model.
 pub struct Detector {
     model: Arc<dyn Model>,
+    closeup: Option<CloseUpDetector>,
     loc: usize,
     conf: usize,
     landmarks: usize,
 }
 
 impl Detector {
-    pub fn new(model: Arc<dyn Model>) -> Result<Self, InferError> {
+    /// RetinaFace `model`, and optionally the close-up fallback of the retry.
+    pub fn new(model: Arc<dyn Model>, closeup: Option<Arc<dyn Model>>) -> Result<Self, InferError> {
+        let closeup = closeup.map(CloseUpDetector::new).transpose()?;
         let find = |n: &str| {
             model.output_index(n).ok_or_else(|| InferError::Load {
                 name: model.name().to_string(),
@@ -173,6 +196,7 @@ impl Detector {
             loc: find("loc")?,
             conf: find("conf")?,
             landmarks: find("landmarks")?,
+            closeup,
             model,
         })
     }
@@ -214,14 +238,21 @@ impl Detector {
             .collect())
     }
 
-    /// Detect; when nothing is found, retry with the image centred on a padded canvas (a face
-    /// that fills the frame has no context and is often missed otherwise). If the retry finds
-    /// nothing at `cfg.score_threshold` either, it accepts faces down to
-    /// `cfg.retry_score_threshold` whose box fills the frame ([`RETRY_MIN_FILL`]). If that
-    /// still finds nothing, the same canvas is tried once more in grey: saturated hair and
-    /// flat colour fills (drawn faces) throw the detector off, their luminance does not. On the
-    /// dev data the grey canvas finds 13 more of the 300 anime crops (264 -> 277) and 4 more
-    /// false faces on 1,636 faceless patches of crowd photos (59 -> 63); see docs/heuristics.md.
+    /// Detect; when nothing is found, retry in steps, each only when the previous found nothing:
+    ///
+    /// 1. the image centred on a canvas padded by [`RETRY_PAD`] of its long side (a face that
+    ///    fills the frame has no context and is often missed otherwise), accepting a face that
+    ///    fills the frame ([`RETRY_MIN_FILL`]) down to `cfg.retry_score_threshold`;
+    /// 2. the same in grey on a wider canvas ([`GREY_RETRY_PAD`]): saturated hair and flat colour
+    ///    fills (drawn faces) throw the detector off, their luminance does not;
+    /// 3. the close-up detector ([`Detector::closeup`]).
+    ///
+    /// The steps work on the image scaled down to [`RETRY_MAX_SIDE`] (the canvases of a large
+    /// photo would otherwise cost hundreds of megabytes); boxes come back in `img` coordinates.
+    ///
+    /// On the dev data the steps find 264, then 279, then 284 of the 300 anime crops that the
+    /// normal pass misses 55 of, for a "face" on 59, 62, 63 of 1,636 faceless patches of crowd
+    /// photos; see docs/heuristics.md (face_type) and `examples/retry_probe.rs`.
     pub fn detect_with_retry(
         &self,
         img: &Rgb,
@@ -231,13 +262,72 @@ impl Detector {
         if !dets.is_empty() {
             return Ok(dets);
         }
+        // The retries look for a face that fills the frame, which needs no more than
+        // RETRY_MAX_SIDE pixels; working on the full image would make the padded canvases of a
+        // 4096 px photo hundreds of megabytes.
         let (w, h) = img.dimensions();
-        let pad = (w.max(h) as f32 * 0.4).round() as u32;
+        let long = w.max(h);
+        if long <= RETRY_MAX_SIDE {
+            return self.retries(img, cfg);
+        }
+        let k = RETRY_MAX_SIDE as f32 / long as f32;
+        let (sw, sh) = (
+            ((w as f32 * k).round() as u32).max(1),
+            ((h as f32 * k).round() as u32).max(1),
+        );
+        let mut dets = self.retries(&resize(img, sw, sh), cfg)?;
+        let (sx, sy) = (w as f32 / sw as f32, h as f32 / sh as f32);
+        for d in &mut dets {
+            d.bbox = d.bbox.scale(sx, sy).clip(w as f32, h as f32);
+            for p in &mut d.landmarks {
+                p.x *= sx;
+                p.y *= sy;
+            }
+        }
+        Ok(dets)
+    }
+
+    /// The retry steps of [`Detector::detect_with_retry`] on an image of at most
+    /// [`RETRY_MAX_SIDE`] pixels.
+    fn retries(&self, img: &Rgb, cfg: &DetectorConfig) -> Result<Vec<Detection>, InferError> {
+        let (w, h) = img.dimensions();
+        let pad = (w.max(h) as f32 * RETRY_PAD).round() as u32;
         let found = self.retry_on(&pad_canvas(img, pad), pad, (w, h), cfg)?;
         if !found.is_empty() {
             return Ok(found);
         }
-        self.retry_on(&pad_canvas(&grey(img), pad), pad, (w, h), cfg)
+        let pad = (w.max(h) as f32 * GREY_RETRY_PAD).round() as u32;
+        let found = self.retry_on(&pad_canvas(&grey(img), pad), pad, (w, h), cfg)?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        self.closeup(img, cfg)
+    }
+
+    /// The close-up fallback: the best frame-filling face of the close-up detector scoring above
+    /// `cfg.closeup_threshold`, on the image as is, else on the canvas padded by [`RETRY_PAD`]
+    /// (nothing when the detector or the threshold is absent).
+    pub fn closeup(&self, img: &Rgb, cfg: &DetectorConfig) -> Result<Vec<Detection>, InferError> {
+        let (Some(det), Some(thr)) = (&self.closeup, cfg.closeup_threshold) else {
+            return Ok(Vec::new());
+        };
+        let (w, h) = img.dimensions();
+        let (wf, hf) = (w as f32, h as f32);
+        if let Some(d) = det
+            .detect(img, thr)?
+            .into_iter()
+            .find(|d| fills_frame(&d.bbox, wf, hf))
+        {
+            return Ok(vec![d]);
+        }
+        let pad = (w.max(h) as f32 * RETRY_PAD).round() as u32;
+        let mut dets = det.detect(&pad_canvas(img, pad), thr)?;
+        unpad(&mut dets, pad, (w, h));
+        Ok(dets
+            .into_iter()
+            .find(|d| fills_frame(&d.bbox, wf, hf))
+            .into_iter()
+            .collect())
     }
 
     /// One retry: detect on `canvas` (the image centred `pad` pixels in) at the low threshold,
@@ -255,18 +345,7 @@ impl Detector {
             ..cfg.clone()
         };
         let mut dets = self.detect(canvas, &retry_cfg)?;
-        let off = pad as f32;
-        for d in &mut dets {
-            // The canvas holds the whole image, so boxes leaving the image were clipped to the
-            // canvas, not to the image: measure and clip again in image coordinates.
-            let b = d.bbox.translate(-off, -off);
-            d.completeness = d.completeness.min(b.inside_fraction(w as f32, h as f32));
-            d.bbox = b.clip(w as f32, h as f32);
-            for p in &mut d.landmarks {
-                p.x -= off;
-                p.y -= off;
-            }
-        }
+        unpad(&mut dets, pad, (w, h));
         Ok(keep_retry(dets, cfg.score_threshold, w as f32, h as f32))
     }
 
@@ -386,6 +465,22 @@ impl Detector {
         let items: Vec<(Rect, f32)> = dets.iter().map(|d| (d.bbox, d.score)).collect();
         let keep = nms(&items, cfg.nms_iou);
         Ok(keep.into_iter().map(|i| dets[i].clone()).collect())
+    }
+}
+
+/// Detections on a canvas holding the `w × h` image `pad` pixels in, moved to image coordinates.
+/// Boxes leaving the image were clipped to the canvas, not to the image: they are measured and
+/// clipped again.
+fn unpad(dets: &mut [Detection], pad: u32, (w, h): (u32, u32)) {
+    let off = pad as f32;
+    for d in dets {
+        let b = d.bbox.translate(-off, -off);
+        d.completeness = d.completeness.min(b.inside_fraction(w as f32, h as f32));
+        d.bbox = b.clip(w as f32, h as f32);
+        for p in &mut d.landmarks {
+            p.x -= off;
+            p.y -= off;
+        }
     }
 }
 

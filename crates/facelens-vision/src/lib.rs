@@ -8,6 +8,7 @@
 
 pub mod align;
 pub mod attributes;
+pub mod closeup;
 pub mod detect;
 pub mod heuristics;
 pub mod mesh;

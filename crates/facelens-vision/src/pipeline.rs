@@ -26,6 +26,8 @@ use std::time::Instant;
 #[derive(Clone)]
 pub struct Models {
     pub detector: Arc<dyn Model>,
+    /// BlazeFace short-range, the close-up fallback of the retry (see [`crate::closeup`]).
+    pub closeup: Option<Arc<dyn Model>>,
     pub mesh: Arc<dyn Model>,
     /// Attribute models; any may be absent (its attributes are then omitted).
     pub attributes: AttributeModels,
@@ -43,6 +45,7 @@ impl Models {
         };
         Ok(Self {
             detector: load("retinaface_mnet025")?,
+            closeup: Some(load("blazeface_short")?),
             mesh: load("face_mesh")?,
             attributes: AttributeModels {
                 age: Some(load("dlib_age")?),
@@ -90,7 +93,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(models: Models) -> Result<Self, InferError> {
         Ok(Self {
-            detector: Detector::new(models.detector)?,
+            detector: Detector::new(models.detector, models.closeup)?,
             mesh: FaceMesh::new(models.mesh)?,
             attributor: Attributor::new(models.attributes),
         })
@@ -99,6 +102,15 @@ impl Pipeline {
     /// Detection only (no per-face stages), all faces, best score first.
     pub fn detect(&self, img: &Rgb, cfg: &DetectorConfig) -> Result<Vec<Detection>, InferError> {
         self.detector.detect(img, cfg)
+    }
+
+    /// Detection with the retries of [`Detector::detect_with_retry`] (padded, grey, close-up).
+    pub fn detect_with_retry(
+        &self,
+        img: &Rgb,
+        cfg: &DetectorConfig,
+    ) -> Result<Vec<Detection>, InferError> {
+        self.detector.detect_with_retry(img, cfg)
     }
 
     /// Analyse an upright image.
