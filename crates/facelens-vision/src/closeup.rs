@@ -18,6 +18,7 @@
 //! distances from RetinaFace's.
 
 use crate::detect::Detection;
+use crate::tensor::output_index;
 use facelens_core::geometry::nms;
 use facelens_core::{Point, Rect};
 use facelens_imaging::{Rgb, resize};
@@ -48,12 +49,7 @@ pub struct CloseUpDetector {
 
 impl CloseUpDetector {
     pub fn new(model: Arc<dyn Model>) -> Result<Self, InferError> {
-        let find = |n: &str| {
-            model.output_index(n).ok_or_else(|| InferError::Load {
-                name: model.name().to_string(),
-                reason: format!("no output named {n}"),
-            })
-        };
+        let find = |n: &str| output_index(model.as_ref(), n);
         Ok(Self {
             regressors: find("regressors")?,
             scores: find("classificators")?,

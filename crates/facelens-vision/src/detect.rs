@@ -16,7 +16,7 @@
 //! retry on a padded canvas (see [`Detector::detect_with_retry`]).
 
 use crate::closeup::CloseUpDetector;
-use crate::tensor::{Channels, Norm, to_nchw};
+use crate::tensor::{Channels, Norm, output_index, to_nchw};
 use facelens_core::geometry::nms;
 use facelens_core::{Point, Rect};
 use facelens_imaging::{Rgb, resize};
@@ -186,12 +186,7 @@ impl Detector {
     /// RetinaFace `model`, and optionally the close-up fallback of the retry.
     pub fn new(model: Arc<dyn Model>, closeup: Option<Arc<dyn Model>>) -> Result<Self, InferError> {
         let closeup = closeup.map(CloseUpDetector::new).transpose()?;
-        let find = |n: &str| {
-            model.output_index(n).ok_or_else(|| InferError::Load {
-                name: model.name().to_string(),
-                reason: format!("no output named {n}"),
-            })
-        };
+        let find = |n: &str| output_index(model.as_ref(), n);
         Ok(Self {
             loc: find("loc")?,
             conf: find("conf")?,
@@ -312,22 +307,22 @@ impl Detector {
             return Ok(Vec::new());
         };
         let (w, h) = img.dimensions();
-        let (wf, hf) = (w as f32, h as f32);
-        if let Some(d) = det
-            .detect(img, thr)?
-            .into_iter()
-            .find(|d| fills_frame(&d.bbox, wf, hf))
-        {
-            return Ok(vec![d]);
+        for pad_frac in [0.0, RETRY_PAD] {
+            let pad = (w.max(h) as f32 * pad_frac).round() as u32;
+            let mut dets = if pad == 0 {
+                det.detect(img, thr)?
+            } else {
+                det.detect(&pad_canvas(img, pad), thr)?
+            };
+            unpad(&mut dets, pad, (w, h));
+            if let Some(d) = dets
+                .into_iter()
+                .find(|d| fills_frame(&d.bbox, w as f32, h as f32))
+            {
+                return Ok(vec![d]);
+            }
         }
-        let pad = (w.max(h) as f32 * RETRY_PAD).round() as u32;
-        let mut dets = det.detect(&pad_canvas(img, pad), thr)?;
-        unpad(&mut dets, pad, (w, h));
-        Ok(dets
-            .into_iter()
-            .find(|d| fills_frame(&d.bbox, wf, hf))
-            .into_iter()
-            .collect())
+        Ok(Vec::new())
     }
 
     /// One retry: detect on `canvas` (the image centred `pad` pixels in) at the low threshold,

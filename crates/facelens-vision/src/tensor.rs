@@ -3,7 +3,15 @@
 //! without re-implementing loops.
 
 use facelens_imaging::Rgb;
-use facelens_infer::Tensor;
+use facelens_infer::{InferError, Model, Tensor};
+
+/// The index of `model`'s output called `name`, or a load error naming both.
+pub(crate) fn output_index(model: &dyn Model, name: &str) -> Result<usize, InferError> {
+    model.output_index(name).ok_or_else(|| InferError::Load {
+        name: model.name().to_string(),
+        reason: format!("no output named {name}"),
+    })
+}
 
 /// Channel order of the tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
