@@ -94,9 +94,12 @@ impl CloseUpDetector {
             (Some(r), Some(c)) if r.len() == ANCHORS * 16 && c.len() == ANCHORS => (r, c),
             _ => return Err(bad("outputs do not match the 896-anchor layout")),
         };
-        // Model coordinates (0..SIZE on the letterboxed square) → image pixels.
-        let (sx, sy) = (nw as f32 / w as f32, nh as f32 / h as f32);
-        let to_img = |x: f32, y: f32| Point::new((x - px as f32) / sx, (y - py as f32) / sy);
+        let lb = Letterbox {
+            px: px as f32,
+            py: py as f32,
+            kx: w as f32 / nw as f32,
+            ky: h as f32 / nh as f32,
+        };
         let mut dets = Vec::new();
         let mut a = 0usize;
         for (stride, per) in LAYERS {
@@ -113,7 +116,7 @@ impl CloseUpDetector {
                             );
                             let r = &reg.data[a * 16..a * 16 + 16];
                             if r.iter().all(|v| v.is_finite()) {
-                                dets.push(self.to_detection(r, ax, ay, score, &to_img, w, h));
+                                dets.push(to_detection(r, ax, ay, score, &lb, w, h));
                             }
                         }
                         a += 1;
@@ -128,48 +131,59 @@ impl CloseUpDetector {
             .map(|i| dets[i].clone())
             .collect())
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn to_detection(
-        &self,
-        r: &[f32],
-        ax: f32,
-        ay: f32,
-        score: f32,
-        to_img: &dyn Fn(f32, f32) -> Point,
-        w: u32,
-        h: u32,
-    ) -> Detection {
-        let c = to_img(ax + r[0], ay + r[1]);
-        let (kx, ky) = (
-            to_img(1.0, 0.0).x - to_img(0.0, 0.0).x,
-            to_img(0.0, 1.0).y - to_img(0.0, 0.0).y,
-        );
-        let (bw, bh) = (r[2] * kx * BOX_SCALE_X, r[3] * ky * BOX_SCALE_Y);
-        let cy = c.y + BOX_SHIFT_Y * r[3] * ky;
-        let unclipped = Rect::new(c.x - bw / 2.0, cy - bh / 2.0, c.x + bw / 2.0, cy + bh / 2.0);
-        let kp = |i: usize| to_img(ax + r[4 + 2 * i], ay + r[5 + 2 * i]);
-        // Keypoint 0 is the subject's right eye, which is the image-left eye.
-        let (el, er, nose, mouth) = (kp(0), kp(1), kp(2), kp(3));
-        let (dx, dy) = (er.x - el.x, er.y - el.y);
-        let landmarks = [
-            el,
-            er,
-            nose,
-            Point::new(
-                mouth.x - MOUTH_HALF_WIDTH * dx,
-                mouth.y - MOUTH_HALF_WIDTH * dy,
-            ),
-            Point::new(
-                mouth.x + MOUTH_HALF_WIDTH * dx,
-                mouth.y + MOUTH_HALF_WIDTH * dy,
-            ),
-        ];
-        Detection {
-            bbox: unclipped.clip(w as f32, h as f32),
-            score,
-            landmarks,
-            completeness: unclipped.inside_fraction(w as f32, h as f32),
-        }
+/// Model coordinates (0..SIZE on the letterboxed square) to image pixels: subtract the
+/// letterbox offset, then multiply by image pixels per model pixel.
+struct Letterbox {
+    px: f32,
+    py: f32,
+    kx: f32,
+    ky: f32,
+}
+
+impl Letterbox {
+    fn to_img(&self, x: f32, y: f32) -> Point {
+        Point::new((x - self.px) * self.kx, (y - self.py) * self.ky)
+    }
+}
+
+/// One anchor's regression `r` (box centre offset and size, then six keypoints, in model
+/// pixels relative to the anchor centre `(ax, ay)`) as a detection in RetinaFace's framing.
+fn to_detection(
+    r: &[f32],
+    ax: f32,
+    ay: f32,
+    score: f32,
+    lb: &Letterbox,
+    w: u32,
+    h: u32,
+) -> Detection {
+    let c = lb.to_img(ax + r[0], ay + r[1]);
+    let (bw, bh) = (r[2] * lb.kx * BOX_SCALE_X, r[3] * lb.ky * BOX_SCALE_Y);
+    let cy = c.y + BOX_SHIFT_Y * r[3] * lb.ky;
+    let unclipped = Rect::new(c.x - bw / 2.0, cy - bh / 2.0, c.x + bw / 2.0, cy + bh / 2.0);
+    let kp = |i: usize| lb.to_img(ax + r[4 + 2 * i], ay + r[5 + 2 * i]);
+    // Keypoint 0 is the subject's right eye, which is the image-left eye.
+    let (el, er, nose, mouth) = (kp(0), kp(1), kp(2), kp(3));
+    let (dx, dy) = (er.x - el.x, er.y - el.y);
+    let landmarks = [
+        el,
+        er,
+        nose,
+        Point::new(
+            mouth.x - MOUTH_HALF_WIDTH * dx,
+            mouth.y - MOUTH_HALF_WIDTH * dy,
+        ),
+        Point::new(
+            mouth.x + MOUTH_HALF_WIDTH * dx,
+            mouth.y + MOUTH_HALF_WIDTH * dy,
+        ),
+    ];
+    Detection {
+        bbox: unclipped.clip(w as f32, h as f32),
+        score,
+        landmarks,
+        completeness: unclipped.inside_fraction(w as f32, h as f32),
     }
 }
