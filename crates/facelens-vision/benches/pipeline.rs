@@ -7,7 +7,9 @@
 //!
 //! Inputs are real dev photos from `../shared/evaldata` (or `FACELENS_EVALDATA`), never committed:
 //! a one-face WIDER photo cropped to 4:3 and resized to 640×480, 1920×1080 (16:9 crop) and
-//! 4096×3072, re-encoded as JPEG quality 90, and a WIDER photo with ten faces. Upscaled photos
+//! 4096×3072, re-encoded as JPEG quality 90, and a WIDER photo with ten faces; and a faceless
+//! synthetic picture (smooth waves plus noise, as JPEG at the same sizes) that times the full
+//! "nothing found" retry chain (padded canvases, grey canvas, close-up detector). Upscaled photos
 //! carry less fine detail than a real 12-megapixel photo, so their JPEG decode is a little
 //! cheaper than a camera file's. Without the data the benchmarks print why and do nothing.
 
@@ -44,6 +46,27 @@ struct Fixture {
     img: Rgb,
     det: Detection,
     ten: Vec<u8>,
+    /// Faceless JPEG bytes per size in `SIZES`.
+    faceless: Vec<Vec<u8>>,
+}
+
+/// A deterministic faceless picture: two crossed waves of colour plus pseudo-random noise
+/// (what it shows does not matter: the retries cost the same on any image with no face).
+fn faceless(w: u32, h: u32) -> Rgb {
+    let mut seed = 0x2545_f491_u32;
+    Rgb::from_fn(w, h, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let base = [
+            0.5 + 0.4 * (fx * 9.0 + fy * 2.0).sin(),
+            0.5 + 0.4 * (fy * 7.0 - fx * 3.0).cos(),
+            0.5 + 0.3 * ((fx + fy) * 5.0).sin(),
+        ];
+        let noise = (seed % 41) as f32 / 255.0 - 0.08;
+        image::Rgb(base.map(|b| ((b + noise).clamp(0.0, 1.0) * 255.0) as u8))
+    })
 }
 
 fn evaldata() -> Option<PathBuf> {
@@ -97,6 +120,26 @@ static FIXTURE: LazyLock<Option<Fixture>> = LazyLock::new(|| {
     dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
     let det = dets.into_iter().next()?;
     let ten = std::fs::read(root.join(TEN_FACES)).ok()?;
+    let faceless: Vec<Vec<u8>> = SIZES
+        .iter()
+        .map(|s| {
+            let (w, h) = s.split_once('x').unwrap_or(("640", "480"));
+            encode_jpeg(
+                &faceless(w.parse().unwrap_or(640), h.parse().unwrap_or(480)),
+                90,
+            )
+        })
+        .collect();
+    let small = decode(&faceless[0], &limits).ok()?.image;
+    let found = pipeline
+        .detect_with_retry(&small, &DetectorConfig::fast(640))
+        .ok()?;
+    if !found.is_empty() {
+        eprintln!(
+            "the faceless picture has {} \"faces\": its benchmark times no retry",
+            found.len()
+        );
+    }
     Some(Fixture {
         pipeline,
         models,
@@ -104,6 +147,7 @@ static FIXTURE: LazyLock<Option<Fixture>> = LazyLock::new(|| {
         img,
         det,
         ten,
+        faceless,
     })
 });
 
@@ -195,4 +239,29 @@ fn pipeline_one_face_geometry_only(bencher: Bencher) {
 fn pipeline_ten_faces(bencher: Bencher) {
     let bytes = &fx().ten;
     bencher.bench(|| run_pipeline(bytes, 10, AttributeOptions::ALL));
+}
+
+/// A photo with no face: the normal pass, then every retry step (they run only when nothing is
+/// found, on the image scaled to at most 640 px).
+#[divan::bench(args = SIZES)]
+fn pipeline_no_face(bencher: Bencher, size: &str) {
+    let bytes = &fx().faceless[size_index(size)];
+    bencher.bench(|| run_pipeline(bytes, 1, AttributeOptions::ALL));
+}
+
+/// The same 640×480 faceless photo with the retries switched off (`Options::retry_padded`):
+/// the difference is what the retry chain costs.
+#[divan::bench]
+fn pipeline_no_face_without_retries(bencher: Bencher) {
+    let bytes = &fx().faceless[0];
+    let opts = Options {
+        max_faces: 1,
+        retry_padded: false,
+        ..Options::default()
+    };
+    bencher.bench(|| {
+        fx().pipeline
+            .analyze_bytes(black_box(bytes), &DecodeLimits::default(), &opts)
+            .map(|a| a.faces.len())
+    });
 }
