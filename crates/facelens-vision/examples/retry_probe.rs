@@ -15,8 +15,9 @@ use facelens_imaging::image::imageops;
 use facelens_imaging::{DecodeLimits, Rgb, decode, resize};
 use facelens_infer::{BackendKind, ModelBytes};
 use facelens_vision::closeup::CloseUpDetector;
+use facelens_vision::detect::{Pass, PassScale};
 use facelens_vision::detect::{fills_frame, grey, pad_canvas};
-use facelens_vision::{DetectorConfig, Models, Pipeline};
+use facelens_vision::{Detection, DetectorConfig, Models, Pipeline};
 use std::path::PathBuf;
 
 /// One way of retrying: canvas paddings (fraction of the long side), whether to also try the
@@ -36,6 +37,23 @@ const PADS: [f32; 3] = [0.15, 0.4, 1.0];
 /// box, best score of any box).
 type Table = [[(f32, f32); 3]; 3];
 
+/// Best (frame-filling, any) score of `dets`, found on the image centred `pad` pixels into a
+/// canvas, judged in the `w`×`h` image's coordinates.
+fn best_scores(dets: Vec<Detection>, pad: u32, w: u32, h: u32) -> (f32, f32) {
+    let mut best = (0.0f32, 0.0f32);
+    for d in dets {
+        let b = d
+            .bbox
+            .translate(-(pad as f32), -(pad as f32))
+            .clip(w as f32, h as f32);
+        best.1 = best.1.max(d.score);
+        if fills_frame(&b, w as f32, h as f32) {
+            best.0 = best.0.max(d.score);
+        }
+    }
+    best
+}
+
 fn table(p: &Pipeline, img: &Rgb, cfg: &DetectorConfig) -> Table {
     let (w, h) = img.dimensions();
     let imgs = [img.clone(), imageops::flip_horizontal(img), grey(img)];
@@ -47,15 +65,8 @@ fn table(p: &Pipeline, img: &Rgb, cfg: &DetectorConfig) -> Table {
     for (i, im) in imgs.iter().enumerate() {
         for (j, &pf) in PADS.iter().enumerate() {
             let pad = (w.max(h) as f32 * pf).round() as u32;
-            let canvas = pad_canvas(im, pad);
-            for d in p.detect(&canvas, &low_cfg).unwrap_or_default() {
-                let b = d.bbox.translate(-(pad as f32), -(pad as f32));
-                let b = b.clip(w as f32, h as f32);
-                t[i][j].1 = t[i][j].1.max(d.score);
-                if fills_frame(&b, w as f32, h as f32) {
-                    t[i][j].0 = t[i][j].0.max(d.score);
-                }
-            }
+            let dets = p.detect(&pad_canvas(im, pad), &low_cfg).unwrap_or_default();
+            t[i][j] = best_scores(dets, pad, w, h);
         }
     }
     t
@@ -68,17 +79,8 @@ fn closeup_scores(c: &CloseUpDetector, img: &Rgb) -> [f32; 4] {
     let mut out = [0.0f32; 4];
     for (k, pf) in [0.0f32, 0.4].into_iter().enumerate() {
         let pad = (w.max(h) as f32 * pf).round() as u32;
-        let canvas = pad_canvas(img, pad);
-        for d in c.detect(&canvas, 0.05).unwrap_or_default() {
-            let b = d
-                .bbox
-                .translate(-(pad as f32), -(pad as f32))
-                .clip(w as f32, h as f32);
-            out[2 * k + 1] = out[2 * k + 1].max(d.score);
-            if fills_frame(&b, w as f32, h as f32) {
-                out[2 * k] = out[2 * k].max(d.score);
-            }
-        }
+        let dets = c.detect(&pad_canvas(img, pad), 0.05).unwrap_or_default();
+        (out[2 * k], out[2 * k + 1]) = best_scores(dets, pad, w, h);
     }
     out
 }
@@ -140,6 +142,103 @@ fn calibrate(p: &Pipeline, c: &CloseUpDetector, imgs: &[Rgb], cfg: &DetectorConf
     println!("close-up vs RetinaFace on {} human crops:", cols[0].len());
     for (n, v) in names.iter().zip(cols.iter_mut()) {
         println!("  {n}: median {:.3}", med(v));
+    }
+}
+
+/// `RETRY_PROBE_LAST=1`: candidate extra last steps of the retry chain, measured on the images
+/// the shipped chain (`detect_with_retry`) finds nothing on: RetinaFace on a canvas at a fixed,
+/// larger working size (the normal working size of a small crop is 320 px), and the close-up
+/// detector at lower thresholds. A step "finds" as the retries do: any box above the normal
+/// threshold, or a frame-filling box above the retry threshold.
+fn last_steps(p: &Pipeline, c: &CloseUpDetector, cfg: &DetectorConfig, sets: &[(&str, Vec<&Rgb>)]) {
+    let at = |side: u32| DetectorConfig {
+        score_threshold: 0.05,
+        passes: vec![Pass {
+            scale: PassScale::LongSide {
+                min: side,
+                max: side,
+            },
+            min_face: 0.0,
+            max_face: f32::INFINITY,
+            score_weight: 1.0,
+        }],
+        ..cfg.clone()
+    };
+    let steps: [(&str, bool, f32, u32); 7] = [
+        ("colour 0 @640", false, 0.0, 640),
+        ("colour .4 @640", false, 0.4, 640),
+        ("colour .4 @960", false, 0.4, 960),
+        ("colour 1 @640", false, 1.0, 640),
+        ("grey .4 @640", true, 0.4, 640),
+        ("grey 1 @640", true, 1.0, 640),
+        ("grey 1 @960", true, 1.0, 960),
+    ];
+    for (name, imgs) in sets {
+        let misses: Vec<&Rgb> = imgs
+            .iter()
+            .copied()
+            .filter(|im| p.detect_with_retry(im, cfg).unwrap_or_default().is_empty())
+            .collect();
+        println!(
+            "{name}: shipped chain finds nothing on {} of {}",
+            misses.len(),
+            imgs.len()
+        );
+        let mut scores: Vec<Vec<(f32, f32)>> = Vec::new();
+        for im in &misses {
+            let (w, h) = im.dimensions();
+            let mut row = Vec::new();
+            for &(_, g, pf, side) in &steps {
+                let pad = (w.max(h) as f32 * pf).round() as u32;
+                let base = if g { grey(im) } else { (*im).clone() };
+                let dets = p
+                    .detect(&pad_canvas(&base, pad), &at(side))
+                    .unwrap_or_default();
+                row.push(best_scores(dets, pad, w, h));
+            }
+            scores.push(row);
+        }
+        for (k, (sname, ..)) in steps.iter().enumerate() {
+            let found = |low: f32| {
+                scores
+                    .iter()
+                    .filter(|r| r[k].1 > cfg.score_threshold || r[k].0 > low)
+                    .count()
+            };
+            println!(
+                "  {sname:<16} finds {} (fill > .3), {} (fill > .4), {} (fill > .5)",
+                found(0.3),
+                found(0.4),
+                found(0.5)
+            );
+        }
+        let any = |low: f32| {
+            scores
+                .iter()
+                .filter(|r| r.iter().any(|s| s.1 > cfg.score_threshold || s.0 > low))
+                .count()
+        };
+        println!(
+            "  any of them       finds {} (fill > .3), {} (fill > .5)",
+            any(0.3),
+            any(0.5)
+        );
+        let cu: Vec<[f32; 4]> = misses.iter().map(|im| closeup_scores(c, im)).collect();
+        for thr in [0.7f32, 0.65, 0.6, 0.5] {
+            let n = cu.iter().filter(|s| s[0] > thr || s[2] > thr).count();
+            println!("  close-up > {thr:.2}  finds {n}");
+        }
+        if *name == "anime" {
+            for (r, s) in scores.iter().zip(&cu) {
+                let r: Vec<String> = r.iter().map(|(f, a)| format!("{f:.2}/{a:.2}")).collect();
+                println!(
+                    "    fill/any per step: {} close-up {:.2}/{:.2}",
+                    r.join(" "),
+                    s[0],
+                    s[2]
+                );
+            }
+        }
     }
 }
 
@@ -332,6 +431,15 @@ fn main() {
         negs.len(),
         neg_first
     );
+    if std::env::var_os("RETRY_PROBE_LAST").is_some() {
+        let sets = [
+            ("anime", groups[0].1.iter().collect::<Vec<_>>()),
+            ("human", groups[1].1.iter().collect::<Vec<_>>()),
+            ("negatives", neg_left.clone()),
+        ];
+        last_steps(&p, &closeup, &cfg, &sets);
+        return;
+    }
     let tables =
         |imgs: &[&Rgb]| -> Vec<Table> { imgs.iter().map(|im| table(&p, im, &cfg)).collect() };
     let anime_t = tables(&groups[0].1.iter().collect::<Vec<_>>());
