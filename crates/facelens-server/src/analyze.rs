@@ -44,8 +44,14 @@ pub struct Analyzed {
     pub from_token: bool,
 }
 
-/// How `face_type` tunes the pipeline (documented in docs/api.md).
-pub fn options_for(face_type: FaceType, max_faces: usize, detector_max_side: u32) -> Options {
+/// How `face_type` tunes the pipeline (documented in docs/api.md). `retries`: run the
+/// detector's "nothing found" retries (the `detect_retries` setting).
+pub fn options_for(
+    face_type: FaceType,
+    max_faces: usize,
+    detector_max_side: u32,
+    retries: bool,
+) -> Options {
     let mut detector = DetectorConfig::fast(detector_max_side);
     match face_type {
         FaceType::Live => {}
@@ -61,18 +67,29 @@ pub fn options_for(face_type: FaceType, max_faces: usize, detector_max_side: u32
             detector.score_threshold = 0.35;
         }
         // A passport-style photo: one frontal face filling most of the frame, often cropped
-        // tight; the padded retry (always on) finds faces that touch the borders.
+        // tight; the padded retry (on unless `detect_retries` is off) finds faces that touch
+        // the borders.
         FaceType::Cert => detector.score_threshold = 0.4,
     }
     Options {
         max_faces,
         detector,
-        retry_padded: true,
+        retry_padded: retries,
         ..Options::default()
     }
 }
 
 impl AppState {
+    /// The pipeline options of a request, with this server's detector settings.
+    pub(crate) fn options_for(&self, face_type: FaceType, max_faces: usize) -> Options {
+        options_for(
+            face_type,
+            max_faces,
+            self.detector_max_side,
+            self.detect_retries,
+        )
+    }
+
     /// "Busy" when every queue slot is taken, asked before a request's body is parsed: under
     /// overload a refusal then costs neither parsing nor decoding nor a store lookup (the body
     /// is only read and discarded, so that the client gets the answer on a connection that

@@ -6,7 +6,6 @@
 //! and the caller (100xx, see [`crate::access`]), then the fields (2002xx), then the work.
 
 use crate::API_FACE_DETECT;
-use crate::analyze::options_for;
 use crate::input::{juhe_params, read_fields};
 use crate::server::{AnsweredCode, AppState, RequestId};
 use axum::extract::{ConnectInfo, Request, State};
@@ -61,7 +60,7 @@ pub async fn face_detect(
     };
     let outcome = async {
         let params = juhe_params(&fields, st.max_image_bytes)?;
-        let opts = options_for(params.face_type, params.face_num, st.detector_max_side);
+        let opts = st.options_for(params.face_type, params.face_num);
         let analyzed = st.analyze(params.source, opts).await?;
         if analyzed.faces.is_empty() {
             return Err(FaceError::new(ErrorCode::NoFace, "no face found"));

@@ -10,7 +10,7 @@
 //! `Authorization: Bearer <key>`, `X-Api-Key`, or a `key` field.
 
 use crate::API_NATIVE_DETECT;
-use crate::analyze::{Analyzed, options_for};
+use crate::analyze::Analyzed;
 use crate::input::FaceType;
 use crate::input::{Fields, ImageSource, decode_base64, read_fields};
 use crate::server::{AnsweredCode, AppState, RequestId};
@@ -216,7 +216,7 @@ pub async fn detect(
     };
     let outcome: Result<(Analyzed, bool), FaceError> = async {
         let p = native_params(&fields, st.max_image_bytes)?;
-        let mut opts = options_for(p.face_type, p.max_faces, st.detector_max_side);
+        let mut opts = st.options_for(p.face_type, p.max_faces);
         opts.include_mesh = p.mesh;
         Ok((st.analyze(p.source, opts).await?, p.mesh))
     }

@@ -36,6 +36,7 @@ pub struct AppState {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_image_bytes: usize,
     pub(crate) detector_max_side: u32,
+    pub(crate) detect_retries: bool,
     pub(crate) backend: String,
     pub(crate) admin_token: Option<String>,
     /// `baidu_token_secret`, when configured (see baidu::token).
@@ -109,6 +110,7 @@ impl AppState {
             max_body_bytes: cfg.max_body_bytes,
             max_image_bytes: cfg.max_image_bytes,
             detector_max_side: cfg.detector_max_side,
+            detect_retries: cfg.detect_retries,
             backend: backend.to_string(),
             admin_token: (!cfg.admin_token.is_empty()).then(|| cfg.admin_token.clone()),
             baidu_token_secret: (!cfg.baidu_token_secret.is_empty())

@@ -978,3 +978,41 @@ async fn attributes_switched_off_are_absent_and_face_type_still_answers() {
     assert_eq!(face["face_type"]["type"], "human", "{face}");
     assert!(face["gender"]["type"].is_string(), "{face}");
 }
+
+/// `detect_retries = false` answers "no face" after one detector pass: a drawn face that only
+/// the retry chain finds (chosen here by running the pipeline on the dev anime crops) is found
+/// with the default setting and not with the retries off.
+#[tokio::test]
+async fn detect_retries_off_answers_after_one_pass() {
+    let Some(dir) = evaldata() else {
+        eprintln!("skipped: evaldata not found (set FACELENS_EVALDATA)");
+        return;
+    };
+    let text = std::fs::read_to_string(dir.join("attributes/manifest.jsonl")).expect("manifest");
+    let records = facelens_eval::load_attribute_manifest(&text, None).expect("parse manifest");
+    let p = pipeline();
+    let cfg = facelens_vision::DetectorConfig::fast(640);
+    let needs_retry = records
+        .iter()
+        .filter(|r| r.face_type.as_deref() == Some("anime"))
+        .take(100)
+        .map(|r| std::fs::read(dir.join(&r.file)).expect("read image"))
+        .find(|bytes| {
+            let img = facelens_imaging::decode(bytes, &facelens_imaging::DecodeLimits::default())
+                .expect("decode")
+                .image;
+            p.detect(&img, &cfg).expect("runs").is_empty()
+                && !p.detect_with_retry(&img, &cfg).expect("runs").is_empty()
+        })
+        .expect("some anime crop among the first 100 is found by the retries only");
+    let image = b64(&needs_retry);
+
+    let on = start(|_| {}).await;
+    let v = on.juhe(&[("image", &image)]).await;
+    assert_eq!(code(&v), 0, "found with the retries: {v}");
+    assert_eq!(v["result"]["face_num"], 1, "{v}");
+
+    let off = start(|c| c.detect_retries = false).await;
+    let v = off.juhe(&[("image", &image)]).await;
+    assert_eq!(code(&v), 200216, "not found after one pass: {v}");
+}

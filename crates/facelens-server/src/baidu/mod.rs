@@ -13,7 +13,7 @@ pub mod token;
 
 use crate::API_BAIDU_DETECT;
 use crate::access::{Admission, TOTAL_LIMIT_DETAIL};
-use crate::analyze::{Analyzed, options_for};
+use crate::analyze::Analyzed;
 use crate::input::{FaceType, Fields, ImageSource, decode_base64, read_fields};
 use crate::server::{AnsweredCode, AppState, RequestId};
 use axum::Router;
@@ -402,7 +402,7 @@ pub async fn detect(
         } else {
             p.max_face_num
         };
-        let mut opts = options_for(p.face_type, analyse_faces, st.detector_max_side);
+        let mut opts = st.options_for(p.face_type, analyse_faces);
         opts.include_mesh = p.fields.landmark72;
         let mut analyzed = st.analyze(p.source, opts).await?;
         if p.by_centre {
