@@ -10,6 +10,14 @@
 //! creates a new one while fewer than the cap exist, or waits for one to be returned. Sessions are
 //! created lazily, so a model used from one thread holds one session; all sessions of a model share
 //! one prepacked-weights container, so extra sessions cost little beyond activation memory.
+//!
+//! **Intra-op threads adapt to the load.** Measured with the load test (docs/performance.md):
+//! two intra-op threads halve a lone request's latency, but when two requests run at once each
+//! run's two threads contend for the same two cores and throughput drops by a fifth against one
+//! thread per run. So each model has two pools when more than one thread is configured: a run
+//! that starts while no other onnxruntime run is in progress in the process takes a session
+//! with the configured threads; a run that starts while another is in progress takes a
+//! single-threaded one. The count of runs in progress is process-wide ([`RUNS_IN_PROGRESS`]).
 
 use crate::{Backend, InferError, Model, ModelBytes, Tensor};
 use ort::environment::Environment;
@@ -17,6 +25,7 @@ use ort::session::Session;
 use ort::session::builder::PrepackedWeights;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// The environment variable naming the onnxruntime shared library.
@@ -26,6 +35,30 @@ pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 /// `build()` fails even after the first is dropped), so it is created once and kept; a failed
 /// attempt leaves `None` so a later call (e.g. after fixing `ORT_DYLIB_PATH`) can retry.
 static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
+
+/// onnxruntime model runs in progress in this process, all models together; see the module
+/// documentation.
+static RUNS_IN_PROGRESS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one run in progress while it lives.
+struct RunInProgress {
+    /// Runs that were already in progress when this one started.
+    others: usize,
+}
+
+impl RunInProgress {
+    fn start() -> Self {
+        Self {
+            others: RUNS_IN_PROGRESS.fetch_add(1, Ordering::SeqCst),
+        }
+    }
+}
+
+impl Drop for RunInProgress {
+    fn drop(&mut self) {
+        RUNS_IN_PROGRESS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// onnxruntime, loaded dynamically, with one session pool per model.
 pub struct OrtBackend {
@@ -37,9 +70,10 @@ pub struct OrtBackend {
 }
 
 impl OrtBackend {
-    /// Load onnxruntime from `ORT_DYLIB_PATH`. `threads` = intra-op threads per run (0 = the
-    /// onnxruntime default, one per physical core). Each model pools at most one session per
-    /// available CPU; see [`OrtBackend::with_max_sessions`].
+    /// Load onnxruntime from `ORT_DYLIB_PATH`. `threads` = intra-op threads of a run that has
+    /// the process to itself (0 = the onnxruntime default, one per physical core); a run that
+    /// starts while another is in progress uses one (module documentation). Each model pools at
+    /// most one session of each kind per available CPU; see [`OrtBackend::with_max_sessions`].
     pub fn new(threads: usize) -> Result<Self, InferError> {
         let env = environment()?;
         let max_sessions = std::thread::available_parallelism().map_or(4, |n| n.get());
@@ -131,17 +165,16 @@ impl OrtBackend {
             name: name.to_string(),
             reason,
         };
-        let factory = guard(|| {
+        let factory = Arc::new(guard(|| {
             Ok(SessionFactory {
                 env: self.env.clone(),
-                threads: self.threads,
                 arena: self.arena,
                 prepacked: PrepackedWeights::new(),
                 bytes,
             })
-        })?;
+        })?);
         // The first session is created now, so a bad model fails at load, not at first use.
-        let first = factory.create().map_err(load_err)?;
+        let first = factory.create(self.threads).map_err(load_err)?;
         let inputs = first.inputs();
         if inputs.len() != 1 {
             return Err(load_err(format!(
@@ -165,18 +198,13 @@ impl OrtBackend {
             .iter()
             .map(|o| o.name().to_string())
             .collect();
+        let narrow = (self.threads != 1)
+            .then(|| SessionPool::new(Arc::clone(&factory), 1, self.max_sessions, None));
         Ok(OrtModel {
             name: name.to_string(),
             output_names,
-            pool: SessionPool {
-                factory,
-                max: self.max_sessions,
-                state: Mutex::new(PoolState {
-                    idle: vec![first],
-                    total: 1,
-                }),
-                returned: Condvar::new(),
-            },
+            wide: SessionPool::new(factory, self.threads, self.max_sessions, Some(first)),
+            narrow,
         })
     }
 }
@@ -184,14 +212,14 @@ impl OrtBackend {
 /// Everything needed to create another session for the same model.
 struct SessionFactory {
     env: Environment,
-    threads: usize,
     arena: bool,
     prepacked: PrepackedWeights,
     bytes: ModelBytes,
 }
 
 impl SessionFactory {
-    fn create(&self) -> Result<Session, String> {
+    /// A new session with `threads` intra-op threads (0 = onnxruntime's default).
+    fn create(&self, threads: usize) -> Result<Session, String> {
         let run = || -> Result<Session, String> {
             let mut builder = Session::builder(&self.env)
                 .map_err(|e| e.to_string())?
@@ -215,9 +243,9 @@ impl SessionFactory {
                         .build()])
                     .map_err(|e| e.to_string())?;
             }
-            if self.threads > 0 {
+            if threads > 0 {
                 builder = builder
-                    .with_intra_threads(self.threads)
+                    .with_intra_threads(threads)
                     .map_err(|e| e.to_string())?;
             }
             builder
@@ -242,15 +270,35 @@ struct PoolState {
     total: usize,
 }
 
-/// Sessions of one model; see the module documentation.
+/// Sessions of one model with one intra-op thread count; see the module documentation.
 struct SessionPool {
-    factory: SessionFactory,
+    factory: Arc<SessionFactory>,
+    threads: usize,
     max: usize,
     state: Mutex<PoolState>,
     returned: Condvar,
 }
 
 impl SessionPool {
+    fn new(
+        factory: Arc<SessionFactory>,
+        threads: usize,
+        max: usize,
+        first: Option<Session>,
+    ) -> Self {
+        let total = usize::from(first.is_some());
+        Self {
+            factory,
+            threads,
+            max,
+            state: Mutex::new(PoolState {
+                idle: first.into_iter().collect(),
+                total,
+            }),
+            returned: Condvar::new(),
+        }
+    }
+
     /// An idle session, a new one if the pool is below its cap, or else the next one returned.
     fn checkout(&self) -> Result<PooledSession<'_>, String> {
         let mut state = lock(&self.state);
@@ -264,7 +312,7 @@ impl SessionPool {
             if state.total < self.max {
                 state.total += 1;
                 drop(state);
-                return match self.factory.create() {
+                return match self.factory.create(self.threads) {
                     Ok(session) => Ok(PooledSession {
                         pool: self,
                         session: Some(session),
@@ -319,7 +367,21 @@ impl Drop for PooledSession<'_> {
 struct OrtModel {
     name: String,
     output_names: Vec<String>,
-    pool: SessionPool,
+    /// Sessions with the configured intra-op threads, for a run that has the process to itself.
+    wide: SessionPool,
+    /// Single-threaded sessions for a run that starts while others are in progress; `None`
+    /// when one thread is configured anyway.
+    narrow: Option<SessionPool>,
+}
+
+impl OrtModel {
+    /// The pool a run takes its session from, given the runs already in progress.
+    fn pool_for(&self, others: usize) -> &SessionPool {
+        match &self.narrow {
+            Some(narrow) if others > 0 => narrow,
+            _ => &self.wide,
+        }
+    }
 }
 
 impl Model for OrtModel {
@@ -345,7 +407,8 @@ impl Model for OrtModel {
         }
         let value = TensorRef::from_array_view((input.shape.as_slice(), input.data.as_slice()))
             .map_err(|e| err(e.to_string()))?;
-        let mut pooled = self.pool.checkout().map_err(err)?;
+        let in_progress = RunInProgress::start();
+        let mut pooled = self.pool_for(in_progress.others).checkout().map_err(err)?;
         let outputs = pooled
             .session()
             .run(ort::inputs![value])
@@ -389,7 +452,7 @@ mod tests {
     }
 
     fn counts(model: &OrtModel) -> (usize, usize) {
-        let state = lock(&model.pool.state);
+        let state = lock(&model.wide.state);
         (state.idle.len(), state.total)
     }
 
@@ -410,14 +473,19 @@ mod tests {
             .unwrap();
         assert_eq!(counts(&model), (1, 1), "one session is created at load");
 
-        let a = model.pool.checkout().unwrap();
-        let b = model.pool.checkout().unwrap();
+        assert!(
+            model.narrow.is_none(),
+            "one configured thread: no second pool"
+        );
+
+        let a = model.wide.checkout().unwrap();
+        let b = model.wide.checkout().unwrap();
         assert_eq!(counts(&model), (0, 2), "a second caller gets a new session");
 
         // At the cap, a third caller waits until a session is returned.
         std::thread::scope(|s| {
             let waiter = s.spawn(|| {
-                let c = model.pool.checkout().unwrap();
+                let c = model.wide.checkout().unwrap();
                 drop(c);
             });
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -427,6 +495,58 @@ mod tests {
         });
         drop(b);
         assert_eq!(counts(&model), (2, 2), "sessions are returned, not dropped");
+    }
+
+    #[test]
+    fn a_run_that_starts_beside_another_takes_a_single_threaded_session() {
+        let Some(backend) = backend() else { return };
+        let backend = OrtBackend {
+            threads: 2,
+            ..backend
+        };
+        let model = backend
+            .load_model(
+                "retinaface",
+                ModelBytes::Owned(std::fs::read(MODEL).unwrap()),
+            )
+            .unwrap();
+        let totals = |m: &OrtModel| {
+            let narrow = m.narrow.as_ref().map(|p| lock(&p.state).total);
+            (lock(&m.wide.state).total, narrow)
+        };
+        assert_eq!(
+            totals(&model),
+            (1, Some(0)),
+            "narrow sessions are created on demand"
+        );
+        assert_eq!(model.pool_for(0).threads, 2);
+        assert_eq!(model.pool_for(1).threads, 1);
+
+        let input = Tensor {
+            shape: vec![1, 3, 64, 64],
+            data: (0..3 * 64 * 64).map(|i| (i % 251) as f32 / 251.0).collect(),
+        };
+        let alone = model.run(&input).unwrap();
+        // Another run in progress (held here, as a concurrent request would be).
+        let other = RunInProgress::start();
+        let beside = model.run(&input).unwrap();
+        drop(other);
+        assert_eq!(
+            totals(&model).1,
+            Some(1),
+            "the second run used a narrow session"
+        );
+        assert_eq!(alone.len(), beside.len());
+        for (a, b) in alone.iter().zip(&beside) {
+            assert_eq!(a.shape, b.shape);
+            let worst = a
+                .data
+                .iter()
+                .zip(&b.data)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "thread count changed an output by {worst}");
+        }
     }
 
     #[test]
