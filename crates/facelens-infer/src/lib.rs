@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+mod load;
 mod rten_backend;
 pub use rten_backend::RtenBackend;
 

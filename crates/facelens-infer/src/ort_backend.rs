@@ -11,21 +11,18 @@
 //! created lazily, so a model used from one thread holds one session; all sessions of a model share
 //! one prepacked-weights container, so extra sessions cost little beyond activation memory.
 //!
-//! **Intra-op threads adapt to the load.** Measured with the load test (docs/performance.md):
-//! two intra-op threads halve a lone request's latency, but when two requests run at once each
-//! run's two threads contend for the same two cores and throughput drops by a fifth against one
-//! thread per run. So each model has two pools when more than one thread is configured: a run
-//! that starts while no other onnxruntime run is in progress in the process takes a session
-//! with the configured threads; a run that starts while another is in progress takes a
-//! single-threaded one. The count of runs in progress is process-wide ([`RUNS_IN_PROGRESS`]).
+//! **Intra-op threads adapt to the load** ([`crate::load`]): a session's thread count is fixed
+//! when it is created, so each model has two pools when more than one thread is configured: a
+//! run that starts while no other run is in progress in the process takes a session with the
+//! configured threads; a run that starts beside another takes a single-threaded one.
 
+use crate::load::RunInProgress;
 use crate::{Backend, InferError, Model, ModelBytes, Tensor};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::PrepackedWeights;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// The environment variable naming the onnxruntime shared library.
@@ -35,30 +32,6 @@ pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 /// `build()` fails even after the first is dropped), so it is created once and kept; a failed
 /// attempt leaves `None` so a later call (e.g. after fixing `ORT_DYLIB_PATH`) can retry.
 static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
-
-/// onnxruntime model runs in progress in this process, all models together; see the module
-/// documentation.
-static RUNS_IN_PROGRESS: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts one run in progress while it lives.
-struct RunInProgress {
-    /// Runs that were already in progress when this one started.
-    others: usize,
-}
-
-impl RunInProgress {
-    fn start() -> Self {
-        Self {
-            others: RUNS_IN_PROGRESS.fetch_add(1, Ordering::SeqCst),
-        }
-    }
-}
-
-impl Drop for RunInProgress {
-    fn drop(&mut self) {
-        RUNS_IN_PROGRESS.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// onnxruntime, loaded dynamically, with one session pool per model.
 pub struct OrtBackend {
@@ -375,10 +348,10 @@ struct OrtModel {
 }
 
 impl OrtModel {
-    /// The pool a run takes its session from, given the runs already in progress.
-    fn pool_for(&self, others: usize) -> &SessionPool {
+    /// The pool a run takes its session from.
+    fn pool_for(&self, narrow: bool) -> &SessionPool {
         match &self.narrow {
-            Some(narrow) if others > 0 => narrow,
+            Some(pool) if narrow => pool,
             _ => &self.wide,
         }
     }
@@ -408,7 +381,10 @@ impl Model for OrtModel {
         let value = TensorRef::from_array_view((input.shape.as_slice(), input.data.as_slice()))
             .map_err(|e| err(e.to_string()))?;
         let in_progress = RunInProgress::start();
-        let mut pooled = self.pool_for(in_progress.others).checkout().map_err(err)?;
+        let mut pooled = self
+            .pool_for(in_progress.narrow())
+            .checkout()
+            .map_err(err)?;
         let outputs = pooled
             .session()
             .run(ort::inputs![value])
@@ -519,8 +495,8 @@ mod tests {
             (1, Some(0)),
             "narrow sessions are created on demand"
         );
-        assert_eq!(model.pool_for(0).threads, 2);
-        assert_eq!(model.pool_for(1).threads, 1);
+        assert_eq!(model.pool_for(false).threads, 2);
+        assert_eq!(model.pool_for(true).threads, 1);
 
         let input = Tensor {
             shape: vec![1, 3, 64, 64],

@@ -1,21 +1,57 @@
 //! The default backend: rten, a pure-Rust ONNX runtime. `Model::run(&self)` is thread-safe, so
 //! one loaded model serves every request; intra-op parallelism uses a rayon pool we size.
+//!
+//! Intra-op threads adapt to the load ([`crate::load`]): a run that starts while another is in
+//! progress runs on a single-threaded pool of its own (taken from a small stack of them, one
+//! per run at once) instead of sharing the configured pool, where concurrent runs split every
+//! operator into tasks that the other runs' threads then steal.
 
+use crate::load::RunInProgress;
 use crate::{Backend, InferError, Model, ModelBytes, Tensor};
 use rten::{ModelOptions, RunOptions, ThreadPool, Value};
 use rten_tensor::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// rten with a dedicated intra-op thread pool.
 pub struct RtenBackend {
     pool: Option<Arc<ThreadPool>>,
+    /// Single-threaded pools for runs that start beside others; `None` when one thread is
+    /// configured anyway.
+    narrow: Option<Arc<NarrowPools>>,
 }
 
 impl RtenBackend {
-    /// `threads` = intra-op threads per run; 0 uses rten's default (one per physical core).
+    /// `threads` = intra-op threads of a run that has the process to itself; 0 uses rten's
+    /// default (one per physical core). A run that starts beside another uses one thread.
     pub fn new(threads: usize) -> Self {
         let pool = (threads > 0).then(|| Arc::new(ThreadPool::with_num_threads(threads)));
-        Self { pool }
+        let narrow = (threads != 1).then(|| Arc::new(NarrowPools::default()));
+        Self { pool, narrow }
+    }
+}
+
+/// Idle single-threaded pools; one is created when a run needs one and none is idle, so there
+/// are at most as many as runs ever in progress at once (the service's workers bound that).
+#[derive(Default)]
+struct NarrowPools {
+    idle: Mutex<Vec<Arc<ThreadPool>>>,
+}
+
+impl NarrowPools {
+    fn checkout(&self) -> Arc<ThreadPool> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        idle.unwrap_or_else(|| Arc::new(ThreadPool::with_num_threads(1)))
+    }
+
+    fn give_back(&self, pool: Arc<ThreadPool>) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(pool);
     }
 }
 
@@ -57,6 +93,7 @@ impl Backend for RtenBackend {
             outputs,
             output_names,
             pool: self.pool.clone(),
+            narrow: self.narrow.clone(),
         }))
     }
 }
@@ -68,6 +105,7 @@ struct RtenModel {
     outputs: Vec<rten::NodeId>,
     output_names: Vec<String>,
     pool: Option<Arc<ThreadPool>>,
+    narrow: Option<Arc<NarrowPools>>,
 }
 
 impl Model for RtenModel {
@@ -85,12 +123,24 @@ impl Model for RtenModel {
             reason,
         };
         let view = rten_tensor::TensorView::from_data(&input.shape, input.data.as_slice());
+        let in_progress = RunInProgress::start();
+        let narrow = match &self.narrow {
+            Some(pools) if in_progress.narrow() => Some((pools, pools.checkout())),
+            _ => None,
+        };
         let mut opts = RunOptions::default();
-        opts.thread_pool = self.pool.clone();
-        let values = self
+        opts.thread_pool = match &narrow {
+            Some((_, pool)) => Some(Arc::clone(pool)),
+            None => self.pool.clone(),
+        };
+        let result = self
             .model
-            .run(vec![(self.input, view.into())], &self.outputs, Some(opts))
-            .map_err(|e| err(e.to_string()))?;
+            .run(vec![(self.input, view.into())], &self.outputs, Some(opts));
+        if let Some((pools, pool)) = narrow {
+            pools.give_back(pool);
+        }
+        drop(in_progress);
+        let values = result.map_err(|e| err(e.to_string()))?;
         values
             .into_iter()
             .map(|v: Value| {
@@ -104,5 +154,56 @@ impl Model for RtenModel {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODEL: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/retinaface_mnet025_biubug6.onnx"
+    );
+
+    #[test]
+    fn a_run_that_starts_beside_another_uses_a_single_threaded_pool() {
+        let backend = RtenBackend::new(2);
+        let narrow = backend
+            .narrow
+            .clone()
+            .expect("two threads: narrow pools exist");
+        assert!(RtenBackend::new(1).narrow.is_none());
+        let model = backend
+            .load(
+                "retinaface",
+                ModelBytes::Owned(std::fs::read(MODEL).unwrap()),
+            )
+            .unwrap();
+        let input = Tensor {
+            shape: vec![1, 3, 64, 64],
+            data: (0..3 * 64 * 64).map(|i| (i % 251) as f32 / 251.0).collect(),
+        };
+        let alone = model.run(&input).unwrap();
+        // Another run in progress (held here, as a concurrent request would be).
+        let other = RunInProgress::start();
+        let beside = model.run(&input).unwrap();
+        drop(other);
+        let idle = narrow.idle.lock().unwrap().len();
+        assert_eq!(
+            idle, 1,
+            "the second run took a narrow pool and gave it back"
+        );
+        assert_eq!(alone.len(), beside.len());
+        for (a, b) in alone.iter().zip(&beside) {
+            assert_eq!(a.shape, b.shape);
+            let worst = a
+                .data
+                .iter()
+                .zip(&b.data)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "thread count changed an output by {worst}");
+        }
     }
 }

@@ -1,0 +1,46 @@
+//! How busy the process's inference is, for backends that size a run's intra-op threads by it.
+//!
+//! On a small machine two intra-op threads halve a lone request's latency, but when requests
+//! overlap each run's threads compete for the same cores and throughput drops (measured with
+//! the load test, docs/performance.md "Adaptive intra-op threads"). So a backend asks, when a
+//! run starts, whether another run is already in progress anywhere in the process: if not, the
+//! run gets the configured threads; if so, one thread. The count covers every model of every
+//! backend, because they all share the same cores.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Model runs in progress in this process.
+static RUNS_IN_PROGRESS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one run in progress while it lives.
+pub(crate) struct RunInProgress {
+    /// Runs that were already in progress when this one started.
+    pub others: usize,
+}
+
+impl RunInProgress {
+    pub fn start() -> Self {
+        Self {
+            others: RUNS_IN_PROGRESS.fetch_add(1, Ordering::SeqCst),
+        }
+    }
+
+    /// Whether this run should use one intra-op thread instead of the configured count.
+    pub fn narrow(&self) -> bool {
+        self.others > 0 && adaptive()
+    }
+}
+
+impl Drop for RunInProgress {
+    fn drop(&mut self) {
+        RUNS_IN_PROGRESS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `FACELENS_ADAPTIVE_THREADS=0` gives every run the configured threads, busy or not (for
+/// side-by-side measurements); read once.
+fn adaptive() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("FACELENS_ADAPTIVE_THREADS").map_or(true, |v| v != "0"))
+}
