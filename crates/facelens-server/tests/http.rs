@@ -457,7 +457,10 @@ async fn full_queue_answers_busy_at_once() {
         busy >= 1,
         "12 concurrent requests on 1 worker + 1 slot: some are busy"
     );
-    assert!(busy <= 10, "the worker and the slot served at least two");
+    // The first request is always served. A second one only if the worker took the first job
+    // off the queue before the others arrived: a job the worker has not picked up yet holds the
+    // one slot, so on a busy machine 11 refusals are correct.
+    assert!(busy <= 11, "at least one request is served");
 }
 
 #[tokio::test]
