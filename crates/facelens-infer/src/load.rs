@@ -44,3 +44,33 @@ fn adaptive() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var("FACELENS_ADAPTIVE_THREADS").map_or(true, |v| v != "0"))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::RunInProgress;
+    use crate::{Model, Tensor};
+
+    /// Run `model` (a RetinaFace) once alone and once while another run is in progress (held
+    /// here, as a concurrent request would be), and check the two give the same outputs.
+    pub fn run_alone_then_beside_another(model: &dyn Model) {
+        let input = Tensor {
+            shape: vec![1, 3, 64, 64],
+            data: (0..3 * 64 * 64).map(|i| (i % 251) as f32 / 251.0).collect(),
+        };
+        let alone = model.run(&input).unwrap();
+        let other = RunInProgress::start();
+        let beside = model.run(&input).unwrap();
+        drop(other);
+        assert_eq!(alone.len(), beside.len());
+        for (a, b) in alone.iter().zip(&beside) {
+            assert_eq!(a.shape, b.shape);
+            let worst = a
+                .data
+                .iter()
+                .zip(&b.data)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "thread count changed an output by {worst}");
+        }
+    }
+}

@@ -180,30 +180,11 @@ mod tests {
                 ModelBytes::Owned(std::fs::read(MODEL).unwrap()),
             )
             .unwrap();
-        let input = Tensor {
-            shape: vec![1, 3, 64, 64],
-            data: (0..3 * 64 * 64).map(|i| (i % 251) as f32 / 251.0).collect(),
-        };
-        let alone = model.run(&input).unwrap();
-        // Another run in progress (held here, as a concurrent request would be).
-        let other = RunInProgress::start();
-        let beside = model.run(&input).unwrap();
-        drop(other);
+        crate::load::tests::run_alone_then_beside_another(model.as_ref());
         let idle = narrow.idle.lock().unwrap().len();
         assert_eq!(
             idle, 1,
             "the second run took a narrow pool and gave it back"
         );
-        assert_eq!(alone.len(), beside.len());
-        for (a, b) in alone.iter().zip(&beside) {
-            assert_eq!(a.shape, b.shape);
-            let worst = a
-                .data
-                .iter()
-                .zip(&b.data)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst < 1e-4, "thread count changed an output by {worst}");
-        }
     }
 }
