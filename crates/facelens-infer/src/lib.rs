@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+pub mod denormals;
 mod load;
 mod rten_backend;
 pub use rten_backend::RtenBackend;

@@ -16,6 +16,7 @@
 //! run that starts while no other run is in progress in the process takes a session with the
 //! configured threads; a run that starts beside another takes a single-threaded one.
 
+use crate::denormals::{self, FlushGuard};
 use crate::load::RunInProgress;
 use crate::{Backend, InferError, Model, ModelBytes, Tensor};
 use ort::environment::Environment;
@@ -203,6 +204,10 @@ impl SessionFactory {
                 // only steal time from the ones with work.
                 .with_intra_op_spinning(false)
                 .map_err(|e| e.to_string())?;
+            if denormals::enabled() {
+                // Subnormals flushed on the intra-op pool's threads (see crate::denormals).
+                builder = builder.with_flush_to_zero().map_err(|e| e.to_string())?;
+            }
             if !self.arena {
                 // The batch size varies with the number of faces (1 to MAX_BATCH views), and
                 // onnxruntime's CPU arena and memory patterns keep the largest buffers each
@@ -385,6 +390,9 @@ impl Model for OrtModel {
             .pool_for(in_progress.narrow())
             .checkout()
             .map_err(err)?;
+        // onnxruntime runs part of every run on the calling thread (all of it with one intra-op
+        // thread), where its own denormal setting does not reach.
+        let _flush = FlushGuard::new();
         let outputs = pooled
             .session()
             .run(ort::inputs![value])

@@ -5,12 +5,15 @@
 //! progress runs on a single-threaded pool of its own (taken from a small stack of them, one
 //! per run at once) instead of sharing the configured pool, where concurrent runs split every
 //! operator into tasks that the other runs' threads then steal.
+//!
+//! Every pool's threads flush subnormal floats to zero ([`crate::denormals`]).
 
+use crate::denormals::{self, FlushGuard};
 use crate::load::RunInProgress;
 use crate::{Backend, InferError, Model, ModelBytes, Tensor};
 use rten::{ModelOptions, RunOptions, ThreadPool, Value};
 use rten_tensor::prelude::*;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, Once, PoisonError};
 
 /// rten with a dedicated intra-op thread pool.
 pub struct RtenBackend {
@@ -24,10 +27,32 @@ impl RtenBackend {
     /// `threads` = intra-op threads of a run that has the process to itself; 0 uses rten's
     /// default (one per physical core). A run that starts beside another uses one thread.
     pub fn new(threads: usize) -> Self {
-        let pool = (threads > 0).then(|| Arc::new(ThreadPool::with_num_threads(threads)));
+        let pool = (threads > 0).then(|| Arc::new(flushing_pool(threads)));
+        if threads == 0 {
+            // rten's own global pool runs these models (and nothing else of ours).
+            static GLOBAL: Once = Once::new();
+            GLOBAL.call_once(|| flush_in(rten::thread_pool()));
+        }
         let narrow = (threads != 1).then(|| Arc::new(NarrowPools::default()));
         Self { pool, narrow }
     }
+}
+
+/// A pool of `threads` threads that flush subnormals.
+fn flushing_pool(threads: usize) -> ThreadPool {
+    let pool = ThreadPool::with_num_threads(threads);
+    flush_in(&pool);
+    pool
+}
+
+/// Flush subnormals on every thread of `pool` from now on. When rten could not create the pool,
+/// its runs happen on the caller's thread, which the [`FlushGuard`] of each run covers.
+fn flush_in(pool: &ThreadPool) {
+    pool.run(|| {
+        if rayon_core::current_thread_index().is_some() {
+            rayon_core::broadcast(|_| denormals::set_for_this_thread());
+        }
+    });
 }
 
 /// Idle single-threaded pools; one is created when a run needs one and none is idle, so there
@@ -44,7 +69,7 @@ impl NarrowPools {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        idle.unwrap_or_else(|| Arc::new(ThreadPool::with_num_threads(1)))
+        idle.unwrap_or_else(|| Arc::new(flushing_pool(1)))
     }
 
     fn give_back(&self, pool: Arc<ThreadPool>) {
@@ -133,9 +158,11 @@ impl Model for RtenModel {
             Some((_, pool)) => Some(Arc::clone(pool)),
             None => self.pool.clone(),
         };
+        let flush = FlushGuard::new();
         let result = self
             .model
             .run(vec![(self.input, view.into())], &self.outputs, Some(opts));
+        drop(flush);
         if let Some((pools, pool)) = narrow {
             pools.give_back(pool);
         }
@@ -165,6 +192,25 @@ mod tests {
         env!("CARGO_MANIFEST_DIR"),
         "/../../models/retinaface_mnet025_biubug6.onnx"
     );
+
+    #[test]
+    fn every_thread_of_a_model_pool_flushes_subnormals() {
+        if !denormals::enabled() || !cfg!(target_arch = "x86_64") {
+            return;
+        }
+        for pool in [flushing_pool(2), flushing_pool(1)] {
+            let flags = pool.run(|| rayon_core::broadcast(|_| denormals::flushing()));
+            assert!(!flags.is_empty());
+            assert!(flags.iter().all(|&f| f), "{flags:?}");
+        }
+        let global = rten::thread_pool().run(|| rayon_core::broadcast(|_| denormals::flushing()));
+        let _ = RtenBackend::new(0);
+        let after = rten::thread_pool().run(|| rayon_core::broadcast(|_| denormals::flushing()));
+        assert!(
+            after.iter().all(|&f| f),
+            "before {global:?}, after {after:?}"
+        );
+    }
 
     #[test]
     fn a_run_that_starts_beside_another_uses_a_single_threaded_pool() {
