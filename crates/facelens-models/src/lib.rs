@@ -54,6 +54,11 @@ pub static MODELS: &[ModelFile] = &[
     model!("emotion_human", "emotion.onnx", "MIT", true),
     model!("emotion_fer", "fer_emotion_minixception.onnx", "MIT", true),
     model!("gear", "gear.onnx", "MIT", true),
+    // int8 versions of the two models dominated by dense convolutions, derived by
+    // scripts/quantize_ort_int8.py; the onnxruntime backend runs them by default
+    // (docs/quantization.md).
+    model!("dlib_age_int8", "dlib_age_v1_int8.onnx", "CC0-1.0", true),
+    model!("gear_int8", "gear_int8.onnx", "MIT", true),
 ];
 
 /// Look a model up by id.

@@ -38,6 +38,8 @@ pub struct AppState {
     pub(crate) detector_max_side: u32,
     pub(crate) detect_retries: bool,
     pub(crate) backend: String,
+    /// The weights GEAR and dlib age run with ("f32" or "int8").
+    pub(crate) precision: &'static str,
     pub(crate) admin_token: Option<String>,
     /// `baidu_token_secret`, when configured (see baidu::token).
     pub(crate) baidu_token_secret: Option<Vec<u8>>,
@@ -84,6 +86,7 @@ impl AppState {
             None
         };
         crate::metrics::mark_start();
+        let precision = pipeline.precision().name();
         let engine = Engine::start(
             Arc::new(pipeline),
             cfg.effective_workers(),
@@ -112,6 +115,7 @@ impl AppState {
             detector_max_side: cfg.detector_max_side,
             detect_retries: cfg.detect_retries,
             backend: backend.to_string(),
+            precision,
             admin_token: (!cfg.admin_token.is_empty()).then(|| cfg.admin_token.clone()),
             baidu_token_secret: (!cfg.baidu_token_secret.is_empty())
                 .then(|| cfg.baidu_token_secret.as_bytes().to_vec()),
@@ -229,6 +233,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         "status": if ready { "ready" } else { "not ready" },
         "store": if store_ok { "ok" } else { "unreachable" },
         "backend": st.backend,
+        "precision": st.precision,
         "workers": st.engine.workers(),
         "queue_capacity": st.engine.capacity(),
         "queued": st.engine.queued(),

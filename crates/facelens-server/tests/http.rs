@@ -578,6 +578,8 @@ async fn operations_endpoints() {
     assert_eq!(r.status(), 200);
     let r: Value = r.json().await.expect("json");
     assert_eq!(r["status"], "ready");
+    // The test pipeline runs on rten, whose models are f32.
+    assert_eq!(r["precision"], "f32");
     let doc: Value = s.get_json("/openapi.json").await;
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     for p in ["/faceDetect/index", "/v1/detect", "/healthz", "/readyz"] {

@@ -17,4 +17,4 @@ pub mod quality;
 pub mod tensor;
 
 pub use detect::{Detection, Detector, DetectorConfig};
-pub use pipeline::{Models, Options, Pipeline};
+pub use pipeline::{Models, Options, Pipeline, Precision};

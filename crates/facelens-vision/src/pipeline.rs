@@ -31,16 +31,77 @@ pub struct Models {
     pub mesh: Arc<dyn Model>,
     /// Attribute models; any may be absent (its attributes are then omitted).
     pub attributes: AttributeModels,
+    /// The weights GEAR and dlib age were loaded with.
+    pub precision: Precision,
+}
+
+/// Which weights the attribute models that have an int8 version (GEAR, dlib age) run with.
+///
+/// Why two: onnxruntime runs these two dense-convolution models about three times as fast in
+/// int8 (with VNNI), at a measured cost on the dev sets (docs/quantization.md); rten runs int8
+/// graphs slower than f32, so it keeps f32. The detector, mesh and the other attribute models
+/// are always f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// The published f32 weights.
+    F32,
+    /// The static int8 versions (`models/*_int8.onnx`).
+    Int8,
+}
+
+impl Precision {
+    /// `auto`: int8 on onnxruntime, f32 on rten. An explicit `int8` on rten is refused: rten has
+    /// no fused int8 convolution for these graphs and would run them slower than f32.
+    pub fn resolve(requested: &str, backend: &str) -> Result<Precision, String> {
+        match (requested, backend) {
+            ("f32", _) => Ok(Precision::F32),
+            ("auto", "onnxruntime") | ("int8", "onnxruntime") => Ok(Precision::Int8),
+            ("auto", _) => Ok(Precision::F32),
+            ("int8", other) => Err(format!(
+                "precision int8 needs the onnxruntime backend (the {other} backend runs the \
+                 int8 models slower than f32); use --precision f32 or auto"
+            )),
+            (other, _) => Err(format!(
+                "unknown precision {other:?}: expected auto, f32 or int8"
+            )),
+        }
+    }
+
+    /// The embedded model id for `id` at this precision.
+    fn model_id(self, id: &'static str) -> &'static str {
+        match (self, id) {
+            (Precision::Int8, "gear") => "gear_int8",
+            (Precision::Int8, "dlib_age") => "dlib_age_int8",
+            _ => id,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
 }
 
 impl Models {
-    /// Load the models embedded in the binary with `backend`.
+    /// Load the models embedded in the binary with `backend`, all f32.
     pub fn load_embedded(backend: &dyn Backend) -> Result<Self, InferError> {
-        let load = |id: &str| {
-            let m = facelens_models::get(id).ok_or_else(|| InferError::Load {
-                name: id.to_string(),
+        Self::load_embedded_with(backend, Precision::F32)
+    }
+
+    /// Load the models embedded in the binary with `backend`, GEAR and dlib age at `precision`.
+    pub fn load_embedded_with(
+        backend: &dyn Backend,
+        precision: Precision,
+    ) -> Result<Self, InferError> {
+        let load = |id: &'static str| {
+            let file = precision.model_id(id);
+            let m = facelens_models::get(file).ok_or_else(|| InferError::Load {
+                name: file.to_string(),
                 reason: "not embedded in this build".into(),
             })?;
+            // Loaded under the stable id: metrics and errors name the model, not its weights.
             backend.load(id, ModelBytes::Static(m.bytes))
         };
         Ok(Self {
@@ -53,6 +114,7 @@ impl Models {
                 emotion: vec![load("emotion_human")?, load("emotion_fer")?],
                 gear: Some(load("gear")?),
             },
+            precision,
         })
     }
 }
@@ -88,6 +150,7 @@ pub struct Pipeline {
     detector: Detector,
     mesh: FaceMesh,
     attributor: Attributor,
+    precision: Precision,
 }
 
 impl Pipeline {
@@ -96,7 +159,13 @@ impl Pipeline {
             detector: Detector::new(models.detector, models.closeup)?,
             mesh: FaceMesh::new(models.mesh)?,
             attributor: Attributor::new(models.attributes),
+            precision: models.precision,
         })
+    }
+
+    /// The weights GEAR and dlib age run with.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Detection only (no per-face stages), all faces, best score first.
@@ -277,4 +346,49 @@ fn heuristic_attributes(
 
 fn ms(t: Instant) -> f32 {
     t.elapsed().as_secs_f32() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Precision;
+
+    #[test]
+    fn auto_precision_is_int8_on_onnxruntime_only_and_int8_on_rten_is_refused() {
+        assert_eq!(
+            Precision::resolve("auto", "onnxruntime"),
+            Ok(Precision::Int8)
+        );
+        assert_eq!(Precision::resolve("auto", "rten"), Ok(Precision::F32));
+        assert_eq!(Precision::resolve("f32", "onnxruntime"), Ok(Precision::F32));
+        assert_eq!(
+            Precision::resolve("int8", "onnxruntime"),
+            Ok(Precision::Int8)
+        );
+        let e = Precision::resolve("int8", "rten").unwrap_err();
+        assert!(e.contains("onnxruntime"), "{e}");
+        assert!(Precision::resolve("fp16", "onnxruntime").is_err());
+    }
+
+    #[test]
+    fn every_model_has_its_weights_embedded_at_both_precisions() {
+        for p in [Precision::F32, Precision::Int8] {
+            for id in [
+                "retinaface_mnet025",
+                "blazeface_short",
+                "face_mesh",
+                "dlib_age",
+                "dlib_gender",
+                "emotion_human",
+                "emotion_fer",
+                "gear",
+            ] {
+                let file = p.model_id(id);
+                assert!(facelens_models::get(file).is_some(), "{file} embedded");
+                assert_eq!(
+                    file != id,
+                    p == Precision::Int8 && matches!(id, "gear" | "dlib_age")
+                );
+            }
+        }
+    }
 }

@@ -570,7 +570,7 @@ pub fn effective_jobs(jobs: usize, images: usize) -> usize {
 
 /// Exit status: 0 when at least one image was analysed with a face; 1 when every image failed
 /// (no face, unreadable, refused); usage errors exit 2 before anything runs.
-pub fn run(backend: &str, threads: usize, args: DetectArgs) -> Result<ExitCode> {
+pub fn run(engine: &crate::Engine, args: DetectArgs) -> Result<ExitCode> {
     let inputs = expand_inputs(&args.inputs, args.recursive)?;
     if inputs.is_empty() {
         bail!(
@@ -592,7 +592,7 @@ pub fn run(backend: &str, threads: usize, args: DetectArgs) -> Result<ExitCode> 
     } else {
         args.format
     };
-    let (pipeline, _) = crate::load_pipeline(backend, threads)?;
+    let (pipeline, _) = crate::load_pipeline(engine)?;
     let job = Job {
         pipeline: &pipeline,
         opts: Options {

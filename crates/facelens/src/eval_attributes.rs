@@ -61,7 +61,7 @@ struct Outcome {
     attrs: Option<Attributes>,
 }
 
-pub fn run(backend: &str, threads: usize, a: AttributesArgs) -> Result<ExitCode> {
+pub fn run(engine: &crate::Engine, a: AttributesArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&a.manifest)
         .with_context(|| format!("reading {}", a.manifest.display()))?;
     let visual = match &a.labels {
@@ -81,7 +81,7 @@ pub fn run(backend: &str, threads: usize, a: AttributesArgs) -> Result<ExitCode>
         .root
         .clone()
         .unwrap_or_else(|| super::default_root(&a.manifest));
-    let (pipeline, backend_name) = crate::load_pipeline(backend, threads)?;
+    let (pipeline, backend_name) = crate::load_pipeline(engine)?;
     let mut opts = facelens_vision::Options {
         max_faces: 1,
         detector: facelens_vision::DetectorConfig::fast(a.max_side),
@@ -153,7 +153,8 @@ pub fn run(backend: &str, threads: usize, a: AttributesArgs) -> Result<ExitCode>
     let mut report = score(&outcomes);
     report["settings"] = json!({
         "backend": backend_name,
-        "threads": threads,
+        "precision": pipeline.precision().name(),
+        "threads": engine.threads,
         "detector_profile": "fast",
         "max_side": a.max_side,
         "retry_score_threshold": opts.detector.retry_score_threshold,

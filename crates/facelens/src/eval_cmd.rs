@@ -55,10 +55,10 @@ pub struct DetectionArgs {
     pub preds_out: Option<PathBuf>,
 }
 
-pub fn run(backend: &str, threads: usize, cmd: EvalCommand) -> Result<ExitCode> {
+pub fn run(engine: &crate::Engine, cmd: EvalCommand) -> Result<ExitCode> {
     match cmd {
-        EvalCommand::Detection(a) => detection(backend, threads, a),
-        EvalCommand::Attributes(a) => eval_attributes::run(backend, threads, a),
+        EvalCommand::Detection(a) => detection(engine, a),
+        EvalCommand::Attributes(a) => eval_attributes::run(engine, a),
     }
 }
 
@@ -70,7 +70,7 @@ pub(crate) fn default_root(manifest: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn detection(backend: &str, threads: usize, a: DetectionArgs) -> Result<ExitCode> {
+fn detection(engine: &crate::Engine, a: DetectionArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&a.manifest)
         .with_context(|| format!("reading {}", a.manifest.display()))?;
     let mut gt = load_wider_manifest(&text)?;
@@ -81,7 +81,7 @@ fn detection(backend: &str, threads: usize, a: DetectionArgs) -> Result<ExitCode
         bail!("the manifest lists no images");
     }
     let root = a.root.clone().unwrap_or_else(|| default_root(&a.manifest));
-    let (pipeline, backend_name) = crate::load_pipeline(backend, threads)?;
+    let (pipeline, backend_name) = crate::load_pipeline(engine)?;
     let mut cfg = a.profile.config(a.max_side);
     cfg.score_threshold = a.threshold;
     if let Some(spec) = &a.passes {
@@ -148,7 +148,8 @@ fn detection(backend: &str, threads: usize, a: DetectionArgs) -> Result<ExitCode
             "score_threshold": cfg.score_threshold,
             "nms_iou": cfg.nms_iou,
             "backend": backend_name,
-            "threads": threads,
+            "precision": pipeline.precision().name(),
+            "threads": engine.threads,
         },
     });
     println!("{}", serde_json::to_string_pretty(&result)?);

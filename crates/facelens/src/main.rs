@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use facelens_infer::BackendKind;
-use facelens_vision::{DetectorConfig, Models, Pipeline};
+use facelens_vision::{DetectorConfig, Models, Pipeline, Precision};
 use std::process::ExitCode;
 
 mod admin_cmd;
@@ -26,6 +26,15 @@ struct Cli {
     /// Intra-op threads per model run (0 = one per core).
     #[arg(long, global = true, env = "FACELENS_THREADS", default_value_t = 0)]
     threads: usize,
+    /// Weights of GEAR and dlib age: auto (int8 on onnxruntime, f32 on rten), f32, or int8
+    /// (onnxruntime only). See docs/quantization.md.
+    #[arg(
+        long,
+        global = true,
+        env = "FACELENS_PRECISION",
+        default_value = "auto"
+    )]
+    precision: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -87,11 +96,27 @@ impl Profile {
     }
 }
 
-pub fn load_pipeline(backend: &str, threads: usize) -> Result<(Pipeline, &'static str)> {
-    let kind: BackendKind = backend.parse().map_err(anyhow::Error::msg)?;
-    let backend =
-        facelens_infer::create_backend(kind, threads).context("creating the inference backend")?;
-    let models = Models::load_embedded(backend.as_ref()).context("loading the embedded models")?;
+/// How models run: the global options every command that analyses images shares.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// rten, onnxruntime or auto.
+    pub backend: String,
+    /// Intra-op threads per model run (0 = one per core).
+    pub threads: usize,
+    /// auto, f32 or int8 (see [`Precision::resolve`]).
+    pub precision: String,
+}
+
+/// Create the backend and load the embedded models at the chosen precision; returns the
+/// pipeline and the backend's name.
+pub fn load_pipeline(engine: &Engine) -> Result<(Pipeline, &'static str)> {
+    let kind: BackendKind = engine.backend.parse().map_err(anyhow::Error::msg)?;
+    let backend = facelens_infer::create_backend(kind, engine.threads)
+        .context("creating the inference backend")?;
+    let precision =
+        Precision::resolve(&engine.precision, backend.name()).map_err(anyhow::Error::msg)?;
+    let models = Models::load_embedded_with(backend.as_ref(), precision)
+        .context("loading the embedded models")?;
     Ok((
         Pipeline::new(models).context("building the pipeline")?,
         backend.name(),
@@ -104,10 +129,15 @@ fn main() -> ExitCode {
     if cli.backend != "rten" {
         limit_malloc_arenas();
     }
+    let engine = Engine {
+        backend: cli.backend,
+        threads: cli.threads,
+        precision: cli.precision,
+    };
     let result = match cli.command {
-        Command::Detect(args) => detect_cmd::run(&cli.backend, cli.threads, args),
-        Command::Eval(cmd) => eval_cmd::run(&cli.backend, cli.threads, cmd),
-        Command::Serve(args) => serve_cmd::run(&cli.backend, cli.threads, args),
+        Command::Detect(args) => detect_cmd::run(&engine, args),
+        Command::Eval(cmd) => eval_cmd::run(&engine, cmd),
+        Command::Serve(args) => serve_cmd::run(&engine, args),
         Command::Keys { store, cmd } => admin_cmd::keys(store, cmd),
         Command::Ips { store, cmd } => admin_cmd::ips(store, cmd),
         Command::Api { store, cmd } => admin_cmd::api(store, cmd),

@@ -47,7 +47,7 @@ pub struct ServeArgs {
     pub print_config: bool,
 }
 
-pub fn run(backend: &str, threads: usize, args: ServeArgs) -> Result<ExitCode> {
+pub fn run(engine: &crate::Engine, args: ServeArgs) -> Result<ExitCode> {
     let mut cfg = Config::load(args.config.as_deref())?;
     if let Some(v) = args.listen {
         cfg.listen = v;
@@ -76,21 +76,20 @@ pub fn run(backend: &str, threads: usize, args: ServeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(cfg.log_json);
-    let threads = if threads > 0 {
-        threads
-    } else {
-        cfg.inference_threads
-    };
+    let mut engine = engine.clone();
+    if engine.threads == 0 {
+        engine.threads = cfg.inference_threads;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(serve(cfg, backend, threads))?;
+    rt.block_on(serve(cfg, engine))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(cfg: Config, backend: &str, threads: usize) -> Result<()> {
+async fn serve(cfg: Config, engine: crate::Engine) -> Result<()> {
     let store = facelens_store::open(&cfg.store_location(), store_options(&cfg))
         .await
         .with_context(|| format!("opening the store at {}", redact(&cfg.store_location())))?;
@@ -112,14 +111,15 @@ async fn serve(cfg: Config, backend: &str, threads: usize) -> Result<()> {
         )?;
         out.flush()?;
     }
-    let (pipeline, backend_name) = crate::load_pipeline(backend, threads)?;
+    let (pipeline, backend_name) = crate::load_pipeline(&engine)?;
+    let precision = pipeline.precision().name();
     let state = Arc::new(AppState::new(&cfg, pipeline, backend_name, store).await?);
     let server = Server::bind(&cfg, Arc::clone(&state)).await?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
-            "facelens: listening on http://{} (backend {backend_name}, {} workers, queue {}, store {})",
+            "facelens: listening on http://{} (backend {backend_name}, {precision}, {} workers, queue {}, store {})",
             server.addr,
             cfg.effective_workers(),
             cfg.effective_queue_depth(),

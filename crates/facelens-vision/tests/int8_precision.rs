@@ -1,0 +1,119 @@
+//! The int8 GEAR and dlib age that the onnxruntime backend runs by default stay close to the
+//! f32 models on real faces, and change nothing the f32 models compute.
+//!
+//! Needs `--features ort` and `ORT_DYLIB_PATH` (see scripts/fetch-onnxruntime.sh) and the
+//! evaluation data (../shared/evaldata or `FACELENS_EVALDATA`); without either each test prints
+//! "skipped: ..." and passes.
+//!
+//! Bounds, set from scripts/quantize_ort_int8.py's agreement check (400 UTKFace crops: race
+//! argmax 99.0 %, gender 99.3 %, expected dlib age 0.71 y mean difference) with room for the
+//! pipeline's own crops: over 30 UTKFace faces the mean age difference stays under 1.5 years,
+//! gender and race agree on at least 90 % of faces (27 of 30). Detection, landmarks, mesh,
+//! emotion and every f32 model's output are identical (same weights, same backend).
+#![cfg(feature = "ort")]
+
+use facelens_core::types::Analysis;
+use facelens_imaging::DecodeLimits;
+use facelens_infer::{BackendKind, create_backend};
+use facelens_vision::{Models, Options, Pipeline, Precision};
+use std::path::PathBuf;
+
+fn utkface() -> Option<Vec<PathBuf>> {
+    let dir = facelens_eval::evaldata_dir()?.join("attributes/utkface");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    files.sort();
+    (files.len() >= 1500).then_some(files)
+}
+
+fn analyse(p: &Pipeline, bytes: &[u8]) -> Analysis {
+    let opts = Options {
+        max_faces: 1,
+        ..Options::default()
+    };
+    p.analyze_bytes(bytes, &DecodeLimits::default(), &opts)
+        .expect("analysis")
+}
+
+#[test]
+fn int8_attribute_models_stay_close_to_f32_on_real_faces() {
+    let test = "int8_attribute_models_stay_close_to_f32_on_real_faces";
+    if std::env::var_os("ORT_DYLIB_PATH").is_none_or(|p| p.is_empty()) {
+        println!("skipped: {test}: ORT_DYLIB_PATH is not set (see scripts/fetch-onnxruntime.sh)");
+        return;
+    }
+    let Some(files) = utkface() else {
+        println!("skipped: {test}: the UTKFace dev crops were not found");
+        return;
+    };
+    let backend = match create_backend(BackendKind::Onnxruntime, 2) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("skipped: {test}: onnxruntime cannot be loaded: {e}");
+            return;
+        }
+    };
+    let f32p = Pipeline::new(
+        Models::load_embedded_with(backend.as_ref(), Precision::F32).expect("f32 models"),
+    )
+    .expect("f32 pipeline");
+    let int8p = Pipeline::new(
+        Models::load_embedded_with(backend.as_ref(), Precision::Int8).expect("int8 models"),
+    )
+    .expect("int8 pipeline");
+    assert_eq!(f32p.precision(), Precision::F32);
+    assert_eq!(int8p.precision(), Precision::Int8);
+
+    // Every 50th face, offset so as not to reuse the quantization's calibration crops
+    // (every 15th from 0).
+    let sample: Vec<&PathBuf> = files.iter().skip(7).step_by(50).take(30).collect();
+    let (mut n, mut age_diff, mut gender_same, mut race_same, mut ages_differ) = (0, 0.0, 0, 0, 0);
+    for path in &sample {
+        let bytes = std::fs::read(path).expect("reading the crop");
+        let (a, b) = (analyse(&f32p, &bytes), analyse(&int8p, &bytes));
+        let (Some(fa), Some(fb)) = (a.faces.first(), b.faces.first()) else {
+            assert_eq!(
+                a.faces.len(),
+                b.faces.len(),
+                "{path:?}: face found by one only"
+            );
+            continue;
+        };
+        // The detector, mesh and emotion models are the same f32 graphs in both pipelines.
+        assert_eq!(fa.bbox, fb.bbox, "{path:?}: box");
+        assert_eq!(fa.landmarks, fb.landmarks, "{path:?}: landmarks");
+        assert_eq!(fa.mesh_score, fb.mesh_score, "{path:?}: mesh score");
+        let (x, y) = (&fa.attributes, &fb.attributes);
+        assert_eq!(x.emotion, y.emotion, "{path:?}: emotion");
+        let (Some(age_a), Some(age_b)) = (x.age, y.age) else {
+            panic!("{path:?}: age missing");
+        };
+        n += 1;
+        age_diff += (age_a - age_b).abs();
+        ages_differ += usize::from(age_a != age_b);
+        gender_same +=
+            usize::from(x.gender.as_ref().map(|g| &g.kind) == y.gender.as_ref().map(|g| &g.kind));
+        race_same +=
+            usize::from(x.race.as_ref().map(|r| &r.kind) == y.race.as_ref().map(|r| &r.kind));
+    }
+    assert!(n >= 28, "{test}: only {n} of 30 faces found");
+    let mean_age_diff = age_diff / n as f32;
+    println!(
+        "{test}: {n} faces: mean |age f32 - int8| {mean_age_diff:.2} y ({ages_differ} differ), \
+         gender agrees on {gender_same}, race on {race_same}"
+    );
+    // The int8 weights really run: some age moves (the f32 and int8 graphs are not the same).
+    assert!(ages_differ > 0, "int8 ages identical to f32 on every face");
+    assert!(
+        mean_age_diff < 1.5,
+        "mean age difference {mean_age_diff:.2} y"
+    );
+    assert!(
+        gender_same * 10 >= n * 9,
+        "gender agrees on {gender_same} of {n}"
+    );
+    assert!(race_same * 10 >= n * 9, "race agrees on {race_same} of {n}");
+}
