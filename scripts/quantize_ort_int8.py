@@ -18,6 +18,9 @@ Method (onnxruntime's `quantize_static`):
   feeds each model (GEAR: 198x198 RGB / 255; dlib age: the central 150 px of the 200 px crop at
   64x64, dlib's mean subtracted, / 256). The crops are an approximation of the pipeline's
   aligned chips; calibration only needs the ranges activations take on real faces.
+- the final Softmax nodes stay f32, so the probabilities keep their resolution (a quantized
+  Softmax rounds them to steps of 1/255: small probabilities become 0, and the heads read
+  their logarithms).
 - `reduce_range` on: weights use 7 bits. On x86-64 CPUs without VNNI, onnxruntime multiplies
   uint8 activations by int8 weights with VPMADDUBSW, whose 16-bit sum of two products saturates
   for full-range weights (2 x 255 x 127 > 32767); with 7-bit weights it cannot
@@ -125,6 +128,8 @@ def main():
             pre = os.path.join(tmp, "pre.onnx")
             quant_pre_process(src, pre)
             quantize_static(pre, dst, Reader(name, build, calib), quant_format=QuantFormat.QDQ,
+                            nodes_to_exclude=[n.name for n in onnx.load(pre).graph.node
+                                              if n.op_type == "Softmax"],
                             per_channel=True, reduce_range=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax)
