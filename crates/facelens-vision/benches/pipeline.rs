@@ -3,7 +3,8 @@
 //! Run with `cargo bench -p facelens-vision` (pure-Rust rten backend) or, for onnxruntime,
 //! `ORT_DYLIB_PATH=... FACELENS_BENCH_BACKEND=onnxruntime cargo bench -p facelens-vision --features ort`
 //! (`scripts/bench.sh` runs both one after the other). Inference threads come from
-//! `FACELENS_BENCH_THREADS` (default 0 = one per core).
+//! `FACELENS_BENCH_THREADS` (default 0 = one per core); the weights of GEAR and dlib age from
+//! `FACELENS_PRECISION` (default auto: int8 on onnxruntime, f32 on rten, as the binary).
 //!
 //! Inputs are real dev photos from `../shared/evaldata` (or `FACELENS_EVALDATA`), never committed:
 //! a one-face WIDER photo cropped to 4:3 and resized to 640×480, 1920×1080 (16:9 crop) and
@@ -20,7 +21,7 @@ use facelens_vision::attributes::AttributeOptions;
 use facelens_vision::attributes::Attributor;
 use facelens_vision::detect::{Detection, DetectorConfig};
 use facelens_vision::mesh::FaceMesh;
-use facelens_vision::pipeline::{Models, Options, Pipeline};
+use facelens_vision::pipeline::{Models, Options, Pipeline, Precision};
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
@@ -102,8 +103,20 @@ static FIXTURE: LazyLock<Option<Fixture>> = LazyLock::new(|| {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let backend = create_backend(kind, threads).ok()?;
-    eprintln!("backend: {}, threads: {threads}", backend.name());
-    let models = Models::load_embedded(backend.as_ref()).ok()?;
+    let precision = std::env::var("FACELENS_PRECISION").unwrap_or_else(|_| "auto".into());
+    let precision = match Precision::resolve(&precision, backend.name()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return None;
+        }
+    };
+    eprintln!(
+        "backend: {}, threads: {threads}, precision: {}",
+        backend.name(),
+        precision.name()
+    );
+    let models = Models::load_embedded_with(backend.as_ref(), precision).ok()?;
     let pipeline = Pipeline::new(models.clone()).ok()?;
     let limits = DecodeLimits::default();
     let src = decode(&std::fs::read(root.join(ONE_FACE)).ok()?, &limits)
