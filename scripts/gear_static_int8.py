@@ -9,7 +9,9 @@ crops resized to GEAR's 198 x 198 (every 10th file), times the f32 and int8 mode
 (30 runs after 3 warm-ups, median) and compares them on 300 other UTKFace crops (every 10th,
 offset 5): how often the race argmax agrees, and the median L1 distance of the age-bin
 probabilities. The int8 file goes to --out (a temporary folder), never into the repository.
-docs/quantization.md has the result.
+docs/quantization.md has the result. Kept as the record of that measurement (full-range
+weights, quantized Softmax); the int8 GEAR the onnxruntime backend ships is made by
+scripts/quantize_ort_int8.py.
 """
 import argparse
 import glob
