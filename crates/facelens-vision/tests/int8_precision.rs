@@ -6,7 +6,7 @@
 //! "skipped: ..." and passes.
 //!
 //! Bounds, set from scripts/quantize_ort_int8.py's agreement check (400 UTKFace crops: race
-//! argmax 99.0 %, gender 99.3 %, expected dlib age 0.71 y mean difference) with room for the
+//! argmax 99.0 %, gender 99.3 %, expected dlib age 0.52 y mean difference) with room for the
 //! pipeline's own crops: over 30 UTKFace faces the mean age difference stays under 1.5 years,
 //! gender and race agree on at least 90 % of faces (27 of 30). Detection, landmarks, mesh,
 //! emotion and every f32 model's output are identical (same weights, same backend).
