@@ -37,7 +37,7 @@ pub struct Models {
 
 /// Which weights the attribute models that have an int8 version (GEAR, dlib age) run with.
 ///
-/// Why two: onnxruntime runs these two dense-convolution models about three times as fast in
+/// Why two: onnxruntime runs these two dense-convolution models 2-3x as fast in
 /// int8 (with VNNI), at a measured cost on the dev sets (docs/quantization.md); rten runs int8
 /// graphs slower than f32, so it keeps f32. The detector, mesh and the other attribute models
 /// are always f32.
