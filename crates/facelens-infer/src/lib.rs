@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 pub mod denormals;
 mod load;
+pub use load::NarrowRuns;
 mod rten_backend;
 pub use rten_backend::RtenBackend;
 
@@ -20,6 +21,12 @@ pub use rten_backend::RtenBackend;
 mod ort_backend;
 #[cfg(feature = "ort")]
 pub use ort_backend::OrtBackend;
+
+/// Make every model run in the process take one intra-op thread while the guard lives (see
+/// [`NarrowRuns`]).
+pub fn narrow_runs() -> NarrowRuns {
+    NarrowRuns::new()
+}
 
 /// A dense `f32` tensor in row-major order.
 #[derive(Debug, Clone, PartialEq)]

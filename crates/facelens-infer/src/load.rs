@@ -38,6 +38,26 @@ impl Drop for RunInProgress {
     }
 }
 
+/// While it lives, every model run in the process counts as starting beside another, so each
+/// takes one intra-op thread. For a caller that itself runs several models at once on threads
+/// of its own (the pipeline's per-face stage, one model per core): left to the adaptive choice,
+/// whichever of its runs started first would take every configured thread and compete with the
+/// others for the cores. Get one with [`crate::narrow_runs`].
+pub struct NarrowRuns(());
+
+impl NarrowRuns {
+    pub(crate) fn new() -> Self {
+        RUNS_IN_PROGRESS.fetch_add(1, Ordering::SeqCst);
+        Self(())
+    }
+}
+
+impl Drop for NarrowRuns {
+    fn drop(&mut self) {
+        RUNS_IN_PROGRESS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// `FACELENS_ADAPTIVE_THREADS=0` gives every run the configured threads, busy or not (for
 /// side-by-side measurements); read once.
 fn adaptive() -> bool {

@@ -6,20 +6,29 @@
 //! for cost: the per-face stages run only on the faces that will be returned (`max_faces`, the
 //! contract's `face_num`), so a crowd photo asking for one face pays for one mesh (and one set
 //! of attribute model runs).
+//!
+//! The per-face stage is six independent model runs (mesh, GEAR, dlib age, two emotion nets,
+//! dlib gender), each small: one model's operators split across two threads gain little, two
+//! models side by side gain nearly twice. So an analysis that has the pipeline to itself runs
+//! them as jobs on one thread per core, each model single-threaded; beside other analyses the
+//! cores are busy anyway and it runs them one after another (docs/performance.md, "The
+//! per-face stage side by side").
 
 use crate::attributes::{
-    AttributeFeatures, AttributeModels, AttributeOptions, Attributor, FaceInput,
+    AttributeFeatures, AttributeModels, AttributeOptions, Attributor, FaceInput, Job, JobOutput,
 };
 use crate::detect::{Detection, Detector, DetectorConfig};
 use crate::heuristics;
 use crate::mesh::{FaceMesh, MeshResult, head_pose};
 use crate::quality;
 use facelens_core::ErrorCode;
+use facelens_core::Point;
 use facelens_core::error::FaceError;
 use facelens_core::types::{Analysis, Attributes, Face, Pose, Timings};
 use facelens_imaging::{DecodeLimits, Rgb, decode};
 use facelens_infer::{Backend, InferError, Model, ModelBytes};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 /// The loaded models the pipeline needs.
@@ -151,6 +160,10 @@ pub struct Pipeline {
     mesh: FaceMesh,
     attributor: Attributor,
     precision: Precision,
+    /// Threads the per-face stage may use when one analysis has the machine to itself.
+    stage_threads: usize,
+    /// Analyses in progress on this pipeline.
+    active: AtomicUsize,
 }
 
 impl Pipeline {
@@ -160,7 +173,21 @@ impl Pipeline {
             mesh: FaceMesh::new(models.mesh)?,
             attributor: Attributor::new(models.attributes),
             precision: models.precision,
+            stage_threads: available_cores(),
+            active: AtomicUsize::new(0),
         })
+    }
+
+    /// Threads the per-face stage (mesh and attribute models) may use while this is the only
+    /// analysis in progress (0 = one per core, the default; 1 = always one after another).
+    /// Beside another analysis it always runs on the calling thread: the cores are busy then.
+    pub fn with_stage_threads(mut self, threads: usize) -> Self {
+        self.stage_threads = if threads == 0 {
+            available_cores()
+        } else {
+            threads
+        };
+        self
     }
 
     /// The weights GEAR and dlib age run with.
@@ -204,6 +231,8 @@ impl Pipeline {
         opts: &Options,
         timings: &mut Timings,
     ) -> Result<Vec<(Face, AttributeFeatures)>, InferError> {
+        let active = Active::enter(&self.active);
+        let alone = active.others == 0;
         let t = Instant::now();
         let mut dets = if opts.retry_padded {
             self.detector.detect_with_retry(img, &opts.detector)?
@@ -214,15 +243,52 @@ impl Pipeline {
         dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
         dets.truncate(opts.max_faces);
         let t = Instant::now();
-        let mut meshed = Vec::with_capacity(dets.len());
-        for d in dets {
-            let mesh = self.mesh.run(img, &d)?;
-            meshed.push((d, mesh));
-        }
-        timings.landmarks_ms = ms(t);
-        let t = Instant::now();
-        // Every attribute model runs once for all the faces (batched), then the heuristics.
+        // Every attribute model runs once for all the faces (batched). The mesh and the
+        // attribute models only need the detector's landmarks, so they are independent jobs:
+        // when this analysis has the machine to itself they run side by side, one per core.
         let model_opts = opts.attributes.for_models();
+        let jobs = if model_opts.any_model() {
+            self.attributor.jobs(&model_opts)
+        } else {
+            Vec::new()
+        };
+        let lms: Vec<[Point; 5]> = dets.iter().map(|d| d.landmarks).collect();
+        let threads = if alone && !dets.is_empty() {
+            self.stage_threads.min(jobs.len() + 1)
+        } else {
+            1
+        };
+        // Costliest first, so that the threads finish together: GEAR, dlib age, the mesh, the
+        // emotion nets, dlib gender.
+        let mut tasks: Vec<Task> = jobs.into_iter().map(Task::Attribute).collect();
+        tasks.insert(tasks.len().min(2), Task::Mesh);
+        let mut mesh_ms = 0.0;
+        let mut meshes = Vec::new();
+        let mut outputs = Vec::new();
+        for out in run_tasks(tasks, threads, |task| {
+            let t = Instant::now();
+            let out = match task {
+                Task::Mesh => TaskOutput::Mesh(
+                    dets.iter()
+                        .map(|d| self.mesh.run(img, d))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+                Task::Attribute(job) => {
+                    TaskOutput::Attribute(self.attributor.run_job(job, img, &lms, &model_opts)?)
+                }
+            };
+            Ok((out, ms(t)))
+        }) {
+            match out? {
+                (TaskOutput::Mesh(m), took) => {
+                    meshes = m;
+                    mesh_ms = took;
+                }
+                (TaskOutput::Attribute(o), _) => outputs.push(o),
+            }
+        }
+        timings.landmarks_ms = mesh_ms;
+        let meshed: Vec<(Detection, MeshResult)> = dets.into_iter().zip(meshes).collect();
         let model_attrs = if model_opts.any_model() {
             let inputs: Vec<FaceInput<'_>> = meshed
                 .iter()
@@ -231,7 +297,7 @@ impl Pipeline {
                     mesh: Some(mesh),
                 })
                 .collect();
-            self.attributor.run_batch(img, &inputs, &model_opts)?
+            self.attributor.combine(&inputs, &model_opts, outputs)
         } else {
             vec![Default::default(); meshed.len()]
         };
@@ -253,7 +319,8 @@ impl Pipeline {
             );
             faces.push((face, features));
         }
-        timings.attributes_ms = ms(t);
+        // With the jobs side by side this includes the mesh's time (landmarks_ms) as well.
+        timings.attributes_ms = ms(t) - if threads > 1 { 0.0 } else { mesh_ms };
         Ok(faces)
     }
 
@@ -344,13 +411,138 @@ fn heuristic_attributes(
     }
 }
 
+/// One job of the per-face stage.
+enum Task {
+    Mesh,
+    Attribute(Job),
+}
+
+enum TaskOutput {
+    Mesh(Vec<MeshResult>),
+    Attribute(JobOutput),
+}
+
+/// Run `tasks` in order on up to `threads` threads (the calling one included), each thread
+/// taking the next task as soon as it is free; the results come back in task order. With more
+/// than one thread every model run takes one intra-op thread ([`facelens_infer::narrow_runs`]),
+/// so that the jobs, not one model's operators, share the cores.
+fn run_tasks<T, R>(tasks: Vec<T>, threads: usize, f: impl Fn(T) -> R + Sync) -> Vec<R>
+where
+    T: Send,
+    R: Send,
+{
+    if threads <= 1 || tasks.len() <= 1 {
+        return tasks.into_iter().map(f).collect();
+    }
+    let _narrow = facelens_infer::narrow_runs();
+    let n = tasks.len();
+    let queue = Mutex::new(tasks.into_iter().enumerate());
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..n).map(|_| None).collect());
+    let work = || {
+        loop {
+            let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+            let Some((i, task)) = next else { break };
+            let r = f(task);
+            if let Some(slot) = results
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(i)
+            {
+                *slot = Some(r);
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads.min(n) {
+            s.spawn(work);
+        }
+        work();
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Counts one analysis in progress on a pipeline while it lives.
+struct Active<'a> {
+    count: &'a AtomicUsize,
+    /// Analyses that were already in progress when this one started.
+    others: usize,
+}
+
+impl<'a> Active<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        Self {
+            count,
+            others: count.fetch_add(1, Ordering::SeqCst),
+        }
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn ms(t: Instant) -> f32 {
     t.elapsed().as_secs_f32() * 1000.0
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Precision;
+    use super::{Precision, run_tasks};
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[test]
+    fn tasks_run_once_each_and_come_back_in_order_on_any_number_of_threads() {
+        for threads in [0, 1, 2, 3, 8] {
+            let ran = Mutex::new(Vec::new());
+            let out = run_tasks((0..7).collect(), threads, |i: u32| {
+                ran.lock().expect("lock").push(i);
+                i * 10
+            });
+            assert_eq!(out, (0..7).map(|i| i * 10).collect::<Vec<_>>(), "{threads}");
+            let mut ran = ran.into_inner().expect("lock");
+            ran.sort_unstable();
+            assert_eq!(ran, (0..7).collect::<Vec<_>>(), "{threads}");
+        }
+    }
+
+    #[test]
+    fn with_two_threads_two_tasks_run_side_by_side() {
+        // The first task waits (bounded) until the second has started on another thread.
+        let started = Mutex::new(HashSet::new());
+        let seen_beside = run_tasks(vec![0, 1], 2, |i: u32| {
+            started.lock().expect("lock").insert(i);
+            let other = 1 - i;
+            for _ in 0..2000 {
+                if started.lock().expect("lock").contains(&other) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            false
+        });
+        assert_eq!(seen_beside, vec![true, true]);
+        // One thread: strictly one after another, so the first never sees the second.
+        let started = Mutex::new(HashSet::new());
+        let out = run_tasks(vec![0, 1], 1, |i: u32| {
+            let mut s = started.lock().expect("lock");
+            s.insert(i);
+            s.contains(&(1 - i))
+        });
+        assert_eq!(out, vec![false, true]);
+    }
 
     #[test]
     fn auto_precision_is_int8_on_onnxruntime_only_and_int8_on_rten_is_refused() {

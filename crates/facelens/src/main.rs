@@ -118,7 +118,9 @@ pub fn load_pipeline(engine: &Engine) -> Result<(Pipeline, &'static str)> {
     let models = Models::load_embedded_with(backend.as_ref(), precision)
         .context("loading the embedded models")?;
     Ok((
-        Pipeline::new(models).context("building the pipeline")?,
+        Pipeline::new(models)
+            .context("building the pipeline")?
+            .with_stage_threads(engine.threads),
         backend.name(),
     ))
 }

@@ -266,12 +266,132 @@ impl Attributor {
     /// Model-based attributes of several faces of one image. Each model runs once over the
     /// views of every face (in batches of at most [`MAX_BATCH`] views), not once per face.
     /// The result has one entry per face, in order.
+    ///
+    /// The same as [`Attributor::jobs`], each through [`Attributor::run_job`], then
+    /// [`Attributor::combine`]; a caller with idle cores runs the jobs on several threads.
     pub fn run_batch(
         &self,
         img: &Rgb,
         faces: &[FaceInput<'_>],
         opts: &AttributeOptions,
     ) -> Result<Vec<(Attributes, AttributeFeatures)>, InferError> {
+        let lms: Vec<[Point; 5]> = faces.iter().map(|f| *f.landmarks).collect();
+        let outputs = self
+            .jobs(opts)
+            .into_iter()
+            .map(|job| self.run_job(job, img, &lms, opts))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.combine(faces, opts, outputs))
+    }
+
+    /// The model runs `opts` needs (the models present and asked for), the costliest first:
+    /// GEAR, dlib age (ten views), the emotion nets, dlib gender.
+    pub fn jobs(&self, opts: &AttributeOptions) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        if (opts.race || opts.age) && self.models.gear.is_some() {
+            jobs.push(Job::Gear);
+        }
+        if opts.age && self.models.age.is_some() {
+            jobs.push(Job::Age);
+        }
+        if opts.emotion || opts.expression {
+            jobs.extend((0..self.models.emotion.len()).map(Job::Emotion));
+        }
+        if opts.gender && self.models.gender.is_some() {
+            jobs.push(Job::Gender);
+        }
+        jobs
+    }
+
+    /// Run one job's model over the views of every face (`lms`: each face's five landmarks).
+    /// Jobs share nothing, so they may run at the same time on different threads.
+    pub fn run_job(
+        &self,
+        job: Job,
+        img: &Rgb,
+        lms: &[[Point; 5]],
+        opts: &AttributeOptions,
+    ) -> Result<JobOutput, InferError> {
+        let dlib =
+            |c: &[&[f32]], n: u32| batch_nchw(c, n as usize, n as usize, DLIB_MEAN, 1.0 / 256.0);
+        let per_face = match job {
+            Job::Gear => {
+                let Some(m) = &self.models.gear else {
+                    return Ok(JobOutput::empty(job, lms.len()));
+                };
+                let tpl = scaled_template(&UTKFACE_200, 200.0, GEAR_SIZE as f32, GEAR_PADDING);
+                run_views(
+                    m,
+                    img,
+                    lms,
+                    &[tpl],
+                    GEAR_SIZE,
+                    false,
+                    |c| batch_nhwc(c, 1.0 / 255.0),
+                    Layout::Nhwc,
+                )?
+            }
+            Job::Age => {
+                let Some(m) = &self.models.age else {
+                    return Ok(JobOutput::empty(job, lms.len()));
+                };
+                let tpls = AGE_PADDINGS.map(|pad| dlib_chip_template(AGE_SIZE as f32, pad));
+                run_views(
+                    m,
+                    img,
+                    lms,
+                    &tpls,
+                    AGE_SIZE,
+                    opts.flip,
+                    |c| dlib(c, AGE_SIZE),
+                    Layout::Nchw,
+                )?
+            }
+            Job::Gender => {
+                let Some(m) = &self.models.gender else {
+                    return Ok(JobOutput::empty(job, lms.len()));
+                };
+                let tpl = dlib_chip_template(GENDER_SIZE as f32, DLIB_PADDING);
+                run_views(
+                    m,
+                    img,
+                    lms,
+                    &[tpl],
+                    GENDER_SIZE,
+                    opts.flip,
+                    |c| dlib(c, GENDER_SIZE),
+                    Layout::Nchw,
+                )?
+            }
+            Job::Emotion(i) => {
+                let Some(m) = self.models.emotion.get(i) else {
+                    return Ok(JobOutput::empty(job, lms.len()));
+                };
+                let tpl = scaled_template(&FER_48, 48.0, EMOTION_SIZE as f32, EMOTION_PADDING);
+                run_views(
+                    m,
+                    img,
+                    lms,
+                    &[tpl],
+                    EMOTION_SIZE,
+                    opts.flip,
+                    |c| batch_grey(c, |g| (g - 0.5) * 2.0),
+                    Layout::Grey,
+                )?
+            }
+        };
+        Ok(JobOutput { job, per_face })
+    }
+
+    /// Turn the jobs' raw outputs into each face's attributes and features. `outputs` may come
+    /// in any order; they are read in a fixed one (GEAR before age, which combines both; the
+    /// emotion nets in model order), so the result does not depend on which job finished first.
+    pub fn combine(
+        &self,
+        faces: &[FaceInput<'_>],
+        opts: &AttributeOptions,
+        mut outputs: Vec<JobOutput>,
+    ) -> Vec<(Attributes, AttributeFeatures)> {
         let mut out: Vec<(Attributes, AttributeFeatures)> = faces
             .iter()
             .map(|f| {
@@ -285,128 +405,69 @@ impl Attributor {
             })
             .collect();
         if faces.is_empty() {
-            return Ok(out);
+            return out;
         }
-        let lms: Vec<[Point; 5]> = faces.iter().map(|f| *f.landmarks).collect();
-        if (opts.race || opts.age)
-            && let Some(m) = &self.models.gear
-        {
-            let tpl = scaled_template(&UTKFACE_200, 200.0, GEAR_SIZE as f32, GEAR_PADDING);
-            let per_face = run_views(
-                m,
-                img,
-                &lms,
-                &[tpl],
-                GEAR_SIZE,
-                false,
-                |c| batch_nhwc(c, 1.0 / 255.0),
-                Layout::Nhwc,
-            )?;
-            for ((_, f), outputs) in out.iter_mut().zip(per_face) {
-                if let Some(outputs) = outputs {
-                    gear_features(m, &outputs, f);
+        outputs.sort_by_key(|o| o.job);
+        let mut emotion_ran = false;
+        for JobOutput { job, per_face } in outputs {
+            match job {
+                Job::Gear => {
+                    let Some(m) = &self.models.gear else { continue };
+                    for ((_, f), outputs) in out.iter_mut().zip(per_face) {
+                        if let Some(outputs) = outputs {
+                            gear_features(m, &outputs, f);
+                        }
+                    }
+                    if opts.race {
+                        for (a, f) in &mut out {
+                            if let Some(p) = f.gear_race.as_deref().and_then(race::to_contract)
+                                && let Some((i, prob)) = emotion::argmax(&p)
+                            {
+                                a.race = Some(Labelled::new(race::CONTRACT_RACES[i], prob));
+                            }
+                        }
+                    }
                 }
-            }
-        }
-        if opts.race {
-            for (a, f) in &mut out {
-                if let Some(p) = f.gear_race.as_deref().and_then(race::to_contract)
-                    && let Some((i, prob)) = emotion::argmax(&p)
-                {
-                    a.race = Some(Labelled::new(race::CONTRACT_RACES[i], prob));
+                Job::Age => {
+                    for ((a, f), outputs) in out.iter_mut().zip(per_face) {
+                        let Some(p) = outputs.and_then(|o| o.into_iter().next()) else {
+                            continue;
+                        };
+                        f.dlib_age = age_gender::dlib_expected_age(&p);
+                        a.age = match (f.dlib_age, f.gear_age.as_deref(), &self.age_head) {
+                            (Some(d), Some(g), Some(h)) => h
+                                .predict(&age_features(d, g))
+                                .map(|v| v.clamp(0.0, 100.0))
+                                .or(Some(d)),
+                            (d, _, _) => d,
+                        };
+                    }
                 }
-            }
-        }
-        if opts.age
-            && let Some(m) = &self.models.age
-        {
-            let tpls = AGE_PADDINGS.map(|pad| dlib_chip_template(AGE_SIZE as f32, pad));
-            let per_face = run_views(
-                m,
-                img,
-                &lms,
-                &tpls,
-                AGE_SIZE,
-                opts.flip,
-                |c| {
-                    batch_nchw(
-                        c,
-                        AGE_SIZE as usize,
-                        AGE_SIZE as usize,
-                        DLIB_MEAN,
-                        1.0 / 256.0,
-                    )
-                },
-                Layout::Nchw,
-            )?;
-            for ((a, f), outputs) in out.iter_mut().zip(per_face) {
-                let Some(p) = outputs.and_then(|o| o.into_iter().next()) else {
-                    continue;
-                };
-                f.dlib_age = age_gender::dlib_expected_age(&p);
-                a.age = match (f.dlib_age, f.gear_age.as_deref(), &self.age_head) {
-                    (Some(d), Some(g), Some(h)) => h
-                        .predict(&age_features(d, g))
-                        .map(|v| v.clamp(0.0, 100.0))
-                        .or(Some(d)),
-                    (d, _, _) => d,
-                };
-            }
-        }
-        if opts.gender
-            && let Some(m) = &self.models.gender
-        {
-            let tpl = dlib_chip_template(GENDER_SIZE as f32, DLIB_PADDING);
-            let per_face = run_views(
-                m,
-                img,
-                &lms,
-                &[tpl],
-                GENDER_SIZE,
-                opts.flip,
-                |c| {
-                    batch_nchw(
-                        c,
-                        GENDER_SIZE as usize,
-                        GENDER_SIZE as usize,
-                        DLIB_MEAN,
-                        1.0 / 256.0,
-                    )
-                },
-                Layout::Nchw,
-            )?;
-            for ((a, f), outputs) in out.iter_mut().zip(per_face) {
-                if let Some(p) = outputs.and_then(|o| o.into_iter().next())
-                    && p.len() == 2
-                {
-                    let p_male = p[1] / (p[0] + p[1]).max(1e-9);
-                    f.dlib_male = Some(p_male);
-                    let (g, prob) = age_gender::gender_label(p_male);
-                    a.gender = Some(Labelled::new(g, prob));
+                Job::Gender => {
+                    for ((a, f), outputs) in out.iter_mut().zip(per_face) {
+                        if let Some(p) = outputs.and_then(|o| o.into_iter().next())
+                            && p.len() == 2
+                        {
+                            let p_male = p[1] / (p[0] + p[1]).max(1e-9);
+                            f.dlib_male = Some(p_male);
+                            let (g, prob) = age_gender::gender_label(p_male);
+                            a.gender = Some(Labelled::new(g, prob));
+                        }
+                    }
                 }
-            }
-        }
-        if (opts.emotion || opts.expression) && !self.models.emotion.is_empty() {
-            let tpl = scaled_template(&FER_48, 48.0, EMOTION_SIZE as f32, EMOTION_PADDING);
-            for m in &self.models.emotion {
-                let per_face = run_views(
-                    m,
-                    img,
-                    &lms,
-                    &[tpl],
-                    EMOTION_SIZE,
-                    opts.flip,
-                    |c| batch_grey(c, |g| (g - 0.5) * 2.0),
-                    Layout::Grey,
-                )?;
-                for ((_, f), outputs) in out.iter_mut().zip(per_face) {
-                    if let Some(p) = outputs.and_then(|o| o.into_iter().next())
-                        && p.len() == emotion::EMOTIONS.len()
-                    {
-                        f.emotion_models.push(p);
+                Job::Emotion(_) => {
+                    emotion_ran = true;
+                    for ((_, f), outputs) in out.iter_mut().zip(per_face) {
+                        if let Some(p) = outputs.and_then(|o| o.into_iter().next())
+                            && p.len() == emotion::EMOTIONS.len()
+                        {
+                            f.emotion_models.push(p);
+                        }
                     }
                 }
             }
+        }
+        if emotion_ran {
             for ((a, f), face) in out.iter_mut().zip(faces) {
                 f.mouth = face.mesh.and_then(emotion::mouth);
                 let Some(p) = emotion::average(&f.emotion_models) else {
@@ -431,7 +492,43 @@ impl Attributor {
                 }
             }
         }
-        Ok(out)
+        out
+    }
+}
+
+/// One model run of [`Attributor::run_batch`] (all faces of the image at once). The order of
+/// the variants is the order [`Attributor::combine`] reads them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Job {
+    /// GEAR: race, and the age bins the age head combines with dlib's.
+    Gear,
+    /// dlib age over five paddings (and their mirror images).
+    Age,
+    /// dlib gender.
+    Gender,
+    /// The emotion net at this index of [`AttributeModels::emotion`].
+    Emotion(usize),
+}
+
+/// The raw result of one [`Job`]: per face, each model output averaged over the face's views
+/// (`None` when the face's landmarks give no crop).
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    job: Job,
+    per_face: Vec<Option<Vec<Vec<f32>>>>,
+}
+
+impl JobOutput {
+    fn empty(job: Job, faces: usize) -> Self {
+        Self {
+            job,
+            per_face: vec![None; faces],
+        }
+    }
+
+    /// The job this is the result of.
+    pub fn job(&self) -> Job {
+        self.job
     }
 }
 

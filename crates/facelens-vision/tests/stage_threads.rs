@@ -1,0 +1,133 @@
+//! The per-face stage gives the same faces whether its jobs run one after another or side by
+//! side on two threads (`Pipeline::with_stage_threads`): the jobs share nothing and their
+//! outputs are combined in a fixed order. Runs on the default backend (rten) with the embedded
+//! models, on dev photos when the evaluation data is present and on a synthetic image always.
+//!
+//! The two runs differ in one way: side by side each model run is single-threaded, one after
+//! another it has the configured two threads; a backend may sum in a different order then, so
+//! scores and probabilities are compared within 1e-4, labels exactly.
+
+use facelens_core::types::Face;
+use facelens_imaging::{DecodeLimits, Rgb, decode};
+use facelens_infer::{BackendKind, create_backend};
+use facelens_vision::{Models, Options, Pipeline};
+use std::path::PathBuf;
+
+fn evaldata_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("FACELENS_EVALDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/evaldata")
+        });
+    dir.is_dir().then_some(dir)
+}
+
+fn images() -> Vec<(String, Rgb)> {
+    let mut out = Vec::new();
+    if let Some(dir) = evaldata_dir() {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(dir.join("detection/wider_face_val/images"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
+                .map(|e| e.path())
+                .collect();
+        files.sort();
+        for f in files.iter().step_by(40).take(6) {
+            let bytes = std::fs::read(f).expect("read a dev photo");
+            let img = decode(&bytes, &DecodeLimits::default())
+                .expect("decode")
+                .image;
+            out.push((f.display().to_string(), img));
+        }
+    }
+    // A plain grey image with a darker blob: no face, so the stage gets no job; still checked.
+    let mut img = Rgb::new(320, 240);
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        let d = ((x as f32 - 160.0).powi(2) + (y as f32 - 120.0).powi(2)).sqrt();
+        let v = if d < 60.0 { 90 } else { 180 };
+        p.0 = [v, v, v];
+    }
+    out.push(("synthetic".into(), img));
+    out
+}
+
+fn close(what: &str, a: f32, b: f32) {
+    assert!(
+        (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0),
+        "{what}: {a} vs {b}"
+    );
+}
+
+fn same_face(at: &str, a: &Face, b: &Face) {
+    close(&format!("{at} score"), a.score, b.score);
+    for (x, y) in [
+        (a.bbox.x1, b.bbox.x1),
+        (a.bbox.y1, b.bbox.y1),
+        (a.bbox.x2, b.bbox.x2),
+        (a.bbox.y2, b.bbox.y2),
+    ] {
+        close(&format!("{at} box"), x, y);
+    }
+    let (p, q) = (&a.attributes, &b.attributes);
+    match (p.age, q.age) {
+        (Some(x), Some(y)) => close(&format!("{at} age"), x, y),
+        (x, y) => assert_eq!(x.is_some(), y.is_some(), "{at} age present"),
+    }
+    for (name, x, y) in [
+        ("gender", &p.gender, &q.gender),
+        ("race", &p.race, &q.race),
+        ("emotion", &p.emotion, &q.emotion),
+        ("expression", &p.expression, &q.expression),
+        ("glasses", &p.glasses, &q.glasses),
+        ("face_type", &p.face_type, &q.face_type),
+        ("face_shape", &p.face_shape, &q.face_shape),
+    ] {
+        match (x, y) {
+            (Some(x), Some(y)) => {
+                assert_eq!(x.kind, y.kind, "{at} {name}");
+                close(&format!("{at} {name}"), x.probability, y.probability);
+            }
+            _ => assert_eq!(x.is_some(), y.is_some(), "{at} {name} present"),
+        }
+    }
+    match (p.beauty, q.beauty) {
+        (Some(x), Some(y)) => close(&format!("{at} beauty"), x, y),
+        (x, y) => assert_eq!(x.is_some(), y.is_some(), "{at} beauty present"),
+    }
+}
+
+#[test]
+fn side_by_side_jobs_give_the_same_faces_as_one_after_another() {
+    let backend = create_backend(BackendKind::Rten, 2).expect("rten backend");
+    let models = Models::load_embedded(backend.as_ref()).expect("embedded models");
+    let serial = Pipeline::new(models.clone())
+        .expect("pipeline")
+        .with_stage_threads(1);
+    let parallel = Pipeline::new(models)
+        .expect("pipeline")
+        .with_stage_threads(2);
+    let opts = Options {
+        max_faces: 3,
+        ..Options::default()
+    };
+    let mut faces_seen = 0;
+    for (name, img) in images() {
+        let a = serial
+            .analyze_image(&img, &opts, &mut Default::default())
+            .expect("serial");
+        let b = parallel
+            .analyze_image(&img, &opts, &mut Default::default())
+            .expect("parallel");
+        assert_eq!(a.len(), b.len(), "{name}: faces");
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            same_face(&format!("{name} face {i}"), x, y);
+            assert!(x.attributes.age.is_some() && x.attributes.gender.is_some());
+        }
+        faces_seen += a.len();
+    }
+    if evaldata_dir().is_some() {
+        assert!(faces_seen >= 6, "only {faces_seen} faces on the dev photos");
+    }
+}
