@@ -3,7 +3,8 @@
 //! Run with `cargo bench -p facelens-vision` (pure-Rust rten backend) or, for onnxruntime,
 //! `ORT_DYLIB_PATH=... FACELENS_BENCH_BACKEND=onnxruntime cargo bench -p facelens-vision --features ort`
 //! (`scripts/bench.sh` runs both one after the other). Inference threads come from
-//! `FACELENS_BENCH_THREADS` (default 0 = one per core); the weights of GEAR and dlib age from
+//! `FACELENS_BENCH_THREADS` (default 0 = one per core; it also bounds the per-face jobs run side
+//! by side, so 1 times the whole pipeline on one thread); the weights of GEAR and dlib age from
 //! `FACELENS_PRECISION` (default auto: int8 on onnxruntime, f32 on rten, as the binary).
 //!
 //! Inputs are real dev photos from `../shared/evaldata` (or `FACELENS_EVALDATA`), never committed:
@@ -117,7 +118,10 @@ static FIXTURE: LazyLock<Option<Fixture>> = LazyLock::new(|| {
         precision.name()
     );
     let models = Models::load_embedded_with(backend.as_ref(), precision).ok()?;
-    let pipeline = Pipeline::new(models.clone()).ok()?;
+    // The per-face jobs run side by side on as many threads as the models may use.
+    let pipeline = Pipeline::new(models.clone())
+        .ok()?
+        .with_stage_threads(threads);
     let limits = DecodeLimits::default();
     let src = decode(&std::fs::read(root.join(ONE_FACE)).ok()?, &limits)
         .ok()?
