@@ -68,7 +68,7 @@ impl Precision {
             ("auto", _) => Ok(Precision::F32),
             ("int8", other) => Err(format!(
                 "precision int8 needs the onnxruntime backend (the {other} backend runs the \
-                 int8 models slower than f32); use --precision f32 or auto"
+                 int8 models slower than f32); choose precision f32 or auto"
             )),
             (other, _) => Err(format!(
                 "unknown precision {other:?}: expected auto, f32 or int8"

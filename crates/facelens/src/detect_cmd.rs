@@ -570,7 +570,7 @@ pub fn effective_jobs(jobs: usize, images: usize) -> usize {
 
 /// Exit status: 0 when at least one image was analysed with a face; 1 when every image failed
 /// (no face, unreadable, refused); usage errors exit 2 before anything runs.
-pub fn run(engine: &crate::Engine, args: DetectArgs) -> Result<ExitCode> {
+pub fn run(engine: &crate::EngineArgs, args: DetectArgs) -> Result<ExitCode> {
     let inputs = expand_inputs(&args.inputs, args.recursive)?;
     if inputs.is_empty() {
         bail!(

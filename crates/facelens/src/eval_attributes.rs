@@ -61,7 +61,7 @@ struct Outcome {
     attrs: Option<Attributes>,
 }
 
-pub fn run(engine: &crate::Engine, a: AttributesArgs) -> Result<ExitCode> {
+pub fn run(engine: &crate::EngineArgs, a: AttributesArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&a.manifest)
         .with_context(|| format!("reading {}", a.manifest.display()))?;
     let visual = match &a.labels {

@@ -55,7 +55,7 @@ pub struct DetectionArgs {
     pub preds_out: Option<PathBuf>,
 }
 
-pub fn run(engine: &crate::Engine, cmd: EvalCommand) -> Result<ExitCode> {
+pub fn run(engine: &crate::EngineArgs, cmd: EvalCommand) -> Result<ExitCode> {
     match cmd {
         EvalCommand::Detection(a) => detection(engine, a),
         EvalCommand::Attributes(a) => eval_attributes::run(engine, a),
@@ -70,7 +70,7 @@ pub(crate) fn default_root(manifest: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn detection(engine: &crate::Engine, a: DetectionArgs) -> Result<ExitCode> {
+fn detection(engine: &crate::EngineArgs, a: DetectionArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&a.manifest)
         .with_context(|| format!("reading {}", a.manifest.display()))?;
     let mut gt = load_wider_manifest(&text)?;

@@ -96,9 +96,10 @@ impl Profile {
     }
 }
 
-/// How models run: the global options every command that analyses images shares.
+/// How models run: the global options every command that analyses images shares (named apart
+/// from the server's `Engine`, the worker pool these options configure).
 #[derive(Debug, Clone)]
-pub struct Engine {
+pub struct EngineArgs {
     /// rten, onnxruntime or auto.
     pub backend: String,
     /// Intra-op threads per model run (0 = one per core).
@@ -109,12 +110,12 @@ pub struct Engine {
 
 /// Create the backend and load the embedded models at the chosen precision; returns the
 /// pipeline and the backend's name.
-pub fn load_pipeline(engine: &Engine) -> Result<(Pipeline, &'static str)> {
+pub fn load_pipeline(engine: &EngineArgs) -> Result<(Pipeline, &'static str)> {
     let kind: BackendKind = engine.backend.parse().map_err(anyhow::Error::msg)?;
     let backend = facelens_infer::create_backend(kind, engine.threads)
         .context("creating the inference backend")?;
-    let precision =
-        Precision::resolve(&engine.precision, backend.name()).map_err(anyhow::Error::msg)?;
+    let precision = Precision::resolve(&engine.precision, backend.name())
+        .map_err(|e| anyhow::anyhow!("{e} (--precision / FACELENS_PRECISION)"))?;
     let models = Models::load_embedded_with(backend.as_ref(), precision)
         .context("loading the embedded models")?;
     Ok((
@@ -131,7 +132,7 @@ fn main() -> ExitCode {
     if cli.backend != "rten" {
         limit_malloc_arenas();
     }
-    let engine = Engine {
+    let engine = EngineArgs {
         backend: cli.backend,
         threads: cli.threads,
         precision: cli.precision,

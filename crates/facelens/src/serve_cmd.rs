@@ -47,7 +47,7 @@ pub struct ServeArgs {
     pub print_config: bool,
 }
 
-pub fn run(engine: &crate::Engine, args: ServeArgs) -> Result<ExitCode> {
+pub fn run(engine: &crate::EngineArgs, args: ServeArgs) -> Result<ExitCode> {
     let mut cfg = Config::load(args.config.as_deref())?;
     if let Some(v) = args.listen {
         cfg.listen = v;
@@ -89,7 +89,7 @@ pub fn run(engine: &crate::Engine, args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(cfg: Config, engine: crate::Engine) -> Result<()> {
+async fn serve(cfg: Config, engine: crate::EngineArgs) -> Result<()> {
     let store = facelens_store::open(&cfg.store_location(), store_options(&cfg))
         .await
         .with_context(|| format!("opening the store at {}", redact(&cfg.store_location())))?;
