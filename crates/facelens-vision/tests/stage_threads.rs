@@ -1,7 +1,8 @@
 //! The per-face stage gives the same faces whether its jobs run one after another or side by
 //! side on two threads (`Pipeline::with_stage_threads`): the jobs share nothing and their
 //! outputs are combined in a fixed order. Runs on the default backend (rten) with the embedded
-//! models, on dev photos when the evaluation data is present and on a synthetic image always.
+//! models, on dev photos when the evaluation data is present and on a drawn face and a plain
+//! image always.
 //!
 //! The two runs differ in one way: side by side each model run is single-threaded, one after
 //! another it has the configured two threads; a backend may sum in a different order then, so
@@ -42,15 +43,56 @@ fn images() -> Vec<(String, Rgb)> {
             out.push((f.display().to_string(), img));
         }
     }
-    // A plain grey image with a darker blob: no face, so the stage gets no job; still checked.
-    let mut img = Rgb::new(320, 240);
-    for (x, y, p) in img.enumerate_pixels_mut() {
-        let d = ((x as f32 - 160.0).powi(2) + (y as f32 - 120.0).powi(2)).sqrt();
-        let v = if d < 60.0 { 90 } else { 180 };
-        p.0 = [v, v, v];
-    }
-    out.push(("synthetic".into(), img));
+    // A drawing of a face (always present, so the jobs run side by side even without the dev
+    // data) and a plain image (no face, so the stage has nothing to run).
+    out.push(("synthetic face".into(), synthetic_face(320, 256)));
+    out.push((
+        "plain".into(),
+        Rgb::from_pixel(320, 240, facelens_imaging::image::Rgb([180, 180, 180])),
+    ));
     out
+}
+
+/// A drawn, roughly face-like picture: skin-coloured oval, dark eyes and brows, a shaded nose
+/// and a red mouth on a textured background.
+fn synthetic_face(w: u32, h: u32) -> Rgb {
+    let (cx, cy) = (w as f32 * 0.5, h as f32 * 0.55);
+    let (rx, ry) = (w as f32 * 0.22, h as f32 * 0.3);
+    let inside = |x: f32, y: f32, ex: f32, ey: f32, ax: f32, ay: f32| {
+        let (dx, dy) = ((x - ex) / ax, (y - ey) / ay);
+        dx * dx + dy * dy <= 1.0
+    };
+    Rgb::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
+        let eye_dx = rx * 0.42;
+        let eye_y = cy - ry * 0.15;
+        let px = if inside(fx, fy, cx - eye_dx, eye_y, rx * 0.14, ry * 0.06)
+            || inside(fx, fy, cx + eye_dx, eye_y, rx * 0.14, ry * 0.06)
+        {
+            [40, 30, 30]
+        } else if inside(fx, fy, cx - eye_dx, eye_y - ry * 0.16, rx * 0.2, ry * 0.035)
+            || inside(fx, fy, cx + eye_dx, eye_y - ry * 0.16, rx * 0.2, ry * 0.035)
+        {
+            [70, 50, 40]
+        } else if inside(fx, fy, cx, cy + ry * 0.45, rx * 0.35, ry * 0.07) {
+            [170, 60, 60]
+        } else if inside(fx, fy, cx + rx * 0.05, cy + ry * 0.15, rx * 0.08, ry * 0.2) {
+            [185, 140, 115]
+        } else if inside(fx, fy, cx, cy - ry * 0.55, rx * 1.1, ry * 0.6) && fy < cy - ry * 0.5 {
+            [60, 40, 25]
+        } else if inside(fx, fy, cx, cy, rx, ry) {
+            let shade = ((fx - cx) / rx * 20.0) as i32;
+            [
+                (215 - shade).clamp(0, 255) as u8,
+                (175 - shade).clamp(0, 255) as u8,
+                (150 - shade).clamp(0, 255) as u8,
+            ]
+        } else {
+            let v = (x * 7 + y * 13) % 64;
+            [90 + v as u8, 120 + (v / 2) as u8, 160]
+        };
+        facelens_imaging::image::Rgb(px)
+    })
 }
 
 fn close(what: &str, a: f32, b: f32) {
@@ -127,7 +169,14 @@ fn side_by_side_jobs_give_the_same_faces_as_one_after_another() {
         }
         faces_seen += a.len();
     }
+    let synthetic = serial
+        .analyze_image(&synthetic_face(320, 256), &opts, &mut Default::default())
+        .expect("synthetic");
+    assert_eq!(synthetic.len(), 1, "the drawing is found as one face");
     if evaldata_dir().is_some() {
-        assert!(faces_seen >= 6, "only {faces_seen} faces on the dev photos");
+        assert!(
+            faces_seen >= 7,
+            "only {faces_seen} faces on the dev photos and the drawing"
+        );
     }
 }
