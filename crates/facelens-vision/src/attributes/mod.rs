@@ -525,11 +525,6 @@ impl JobOutput {
             per_face: vec![None; faces],
         }
     }
-
-    /// The job this is the result of.
-    pub fn job(&self) -> Job {
-        self.job
-    }
 }
 
 /// One face handed to [`Attributor::run_batch`].
