@@ -54,6 +54,7 @@ pub static MODELS: &[ModelFile] = &[
     model!("emotion_human", "emotion.onnx", "MIT", true),
     model!("emotion_fer", "fer_emotion_minixception.onnx", "MIT", true),
     model!("gear", "gear.onnx", "MIT", true),
+    model!("faceapi_age_gender", "faceapi_age_gender.onnx", "MIT", true),
     // int8 versions of the two models dominated by dense convolutions, derived by
     // scripts/quantize_ort_int8.py; the onnxruntime backend runs them by default
     // (docs/quantization.md).

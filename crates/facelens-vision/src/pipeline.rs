@@ -122,6 +122,7 @@ impl Models {
                 gender: Some(load("dlib_gender")?),
                 emotion: vec![load("emotion_human")?, load("emotion_fer")?],
                 gear: Some(load("gear")?),
+                faceapi: Some(load("faceapi_age_gender")?),
             },
             precision,
         })
@@ -573,6 +574,7 @@ mod tests {
                 "emotion_human",
                 "emotion_fer",
                 "gear",
+                "faceapi_age_gender",
             ] {
                 let file = p.model_id(id);
                 assert!(facelens_models::get(file).is_some(), "{file} embedded");

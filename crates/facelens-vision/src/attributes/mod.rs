@@ -47,6 +47,8 @@ pub struct AttributeModels {
     pub emotion: Vec<Arc<dyn Model>>,
     /// GEAR (race, gender, age bins), 198 × 198.
     pub gear: Option<Arc<dyn Model>>,
+    /// face-api AgeGenderNet (age in years, `[male, female]`), 112 × 112 in the UTKFace framing.
+    pub faceapi: Option<Arc<dyn Model>>,
 }
 
 /// Which attributes to compute. Switching one off skips its model run (when nothing else needs
@@ -169,6 +171,12 @@ pub struct AttributeFeatures {
     /// GEAR age bins, see [`age_gender::GEAR_AGE_BINS`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gear_age: Option<Vec<f32>>,
+    /// face-api's age (years), flip-averaged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faceapi_age: Option<f32>,
+    /// face-api's P(male), flip-averaged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faceapi_male: Option<f32>,
     /// Each emotion model's probabilities (flip-averaged), in [`emotion::EMOTIONS`] order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub emotion_models: Vec<Vec<f32>>,
@@ -186,16 +194,51 @@ pub struct AttributeFeatures {
 pub const SMILE_HEAD_JSON: &str = include_str!("../../../../models/heads/smile.json");
 
 /// The age head (`models/heads/age.json`, fitted on dev data): an L1 linear regression from the
-/// dlib expected age and GEAR's seven age-bin probabilities to years. It corrects dlib's pull
-/// towards the middle (teens read too old, seniors too young). Without GEAR the dlib age is used.
+/// age models' outputs (see its `features`) to years. It corrects each model's pull towards the
+/// middle (teens read too old, seniors too young). When a model it reads did not run, the age is
+/// dlib's (or face-api's without dlib).
 pub const AGE_HEAD_JSON: &str = include_str!("../../../../models/heads/age.json");
 
-/// The age head's input features.
-pub fn age_features(dlib_age: f32, gear_age: &[f32]) -> Vec<f32> {
-    std::iter::once(dlib_age)
-        .chain(gear_age.iter().copied())
-        .collect()
+/// The gender head (`models/heads/gender.json`, fitted on dev data): a logistic regression over
+/// the gender models' logits (see its `features`). When a model it reads did not run, the gender
+/// is dlib's (or face-api's without dlib).
+pub const GENDER_HEAD_JSON: &str = include_str!("../../../../models/heads/gender.json");
+
+impl AttributeFeatures {
+    /// A raw output by the name the heads' JSON gives it; `None` when its model did not run.
+    /// Names: `dlib_age`, `faceapi_age`, `gear_age_<bin>` (`lt20`, `21_25`, `26_30`, `31_40`,
+    /// `41_50`, `51_60`, `gt60`), and `logit_dlib_male` / `logit_faceapi_male` /
+    /// `logit_gear_male` (`ln(p / (1 − p))`, p clamped to [1e-6, 1 − 1e-6]).
+    pub fn named(&self, name: &str) -> Option<f32> {
+        let logit = |p: Option<f32>| {
+            p.map(|p| {
+                let p = p.clamp(1e-6, 1.0 - 1e-6);
+                (p / (1.0 - p)).ln()
+            })
+        };
+        match name {
+            "dlib_age" => self.dlib_age,
+            "faceapi_age" => self.faceapi_age,
+            "logit_dlib_male" => logit(self.dlib_male),
+            "logit_faceapi_male" => logit(self.faceapi_male),
+            "logit_gear_male" => logit(self.gear_male),
+            _ => {
+                let bin = name.strip_prefix("gear_age_")?;
+                let i = GEAR_AGE_FEATURES.iter().position(|b| *b == bin)?;
+                self.gear_age.as_deref()?.get(i).copied()
+            }
+        }
+    }
+
+    /// The values of `names` in order; `None` when any is missing.
+    pub fn vector(&self, names: &[String]) -> Option<Vec<f32>> {
+        names.iter().map(|n| self.named(n)).collect()
+    }
 }
+
+/// Feature-name suffixes of GEAR's age bins ([`age_gender::GEAR_AGE_BINS`]), in output order.
+pub const GEAR_AGE_FEATURES: [&str; 7] =
+    ["lt20", "21_25", "26_30", "31_40", "41_50", "51_60", "gt60"];
 
 /// The smile head's input features; `None` without mouth geometry.
 pub fn smile_features(p_emotion: &[f32], mouth: Option<emotion::Mouth>) -> Option<Vec<f32>> {
@@ -210,6 +253,7 @@ const AGE_SIZE: u32 = 64;
 const GENDER_SIZE: u32 = 32;
 const EMOTION_SIZE: u32 = 64;
 const GEAR_SIZE: u32 = 198;
+const FACEAPI_SIZE: u32 = 112;
 /// Margin of the emotion crop around the measured FER2013 framing: slightly zoomed in (0.62 vs
 /// 0.57 FER accuracy at 0 on a dev sample; -0.05 and -0.12 were both 0.61).
 pub const EMOTION_PADDING: f32 = -0.08;
@@ -229,6 +273,7 @@ pub struct Attributor {
     rule: emotion::ExpressionRule,
     smile_head: Option<head::LogisticHead>,
     age_head: Option<head::LinearHead>,
+    gender_head: Option<head::LogisticHead>,
 }
 
 impl Attributor {
@@ -239,6 +284,7 @@ impl Attributor {
             rule: emotion::ExpressionRule::default(),
             smile_head: head::LogisticHead::from_json(SMILE_HEAD_JSON),
             age_head: head::LinearHead::from_json(AGE_HEAD_JSON),
+            gender_head: head::LogisticHead::from_json(GENDER_HEAD_JSON),
         }
     }
 
@@ -247,6 +293,7 @@ impl Attributor {
         Self {
             smile_head: None,
             age_head: None,
+            gender_head: None,
             ..Self::new(models)
         }
     }
@@ -285,7 +332,7 @@ impl Attributor {
     }
 
     /// The model runs `opts` needs (the models present and asked for), the costliest first:
-    /// GEAR, dlib age (ten views), the emotion nets, dlib gender.
+    /// GEAR, dlib age (ten views), the emotion nets, face-api, dlib gender.
     pub fn jobs(&self, opts: &AttributeOptions) -> Vec<Job> {
         let mut jobs = Vec::new();
         if (opts.race || opts.age) && self.models.gear.is_some() {
@@ -296,6 +343,9 @@ impl Attributor {
         }
         if opts.emotion || opts.expression {
             jobs.extend((0..self.models.emotion.len()).map(Job::Emotion));
+        }
+        if (opts.age || opts.gender) && self.models.faceapi.is_some() {
+            jobs.push(Job::FaceApi);
         }
         if opts.gender && self.models.gender.is_some() {
             jobs.push(Job::Gender);
@@ -344,6 +394,30 @@ impl Attributor {
                     AGE_SIZE,
                     opts.flip,
                     |c| dlib(c, AGE_SIZE),
+                    Layout::Nchw,
+                )?
+            }
+            Job::FaceApi => {
+                let Some(m) = &self.models.faceapi else {
+                    return Ok(JobOutput::empty(job, lms.len()));
+                };
+                let tpl = scaled_template(&UTKFACE_200, 200.0, FACEAPI_SIZE as f32, 0.0);
+                run_views(
+                    m,
+                    img,
+                    lms,
+                    &[tpl],
+                    FACEAPI_SIZE,
+                    opts.flip,
+                    |c| {
+                        batch_nchw(
+                            c,
+                            FACEAPI_SIZE as usize,
+                            FACEAPI_SIZE as usize,
+                            [0.0; 3],
+                            1.0,
+                        )
+                    },
                     Layout::Nchw,
                 )?
             }
@@ -428,30 +502,29 @@ impl Attributor {
                         }
                     }
                 }
+                Job::FaceApi => {
+                    let Some(m) = &self.models.faceapi else {
+                        continue;
+                    };
+                    for ((_, f), outputs) in out.iter_mut().zip(per_face) {
+                        if let Some(outputs) = outputs {
+                            faceapi_features(m, &outputs, f);
+                        }
+                    }
+                }
                 Job::Age => {
-                    for ((a, f), outputs) in out.iter_mut().zip(per_face) {
-                        let Some(p) = outputs.and_then(|o| o.into_iter().next()) else {
-                            continue;
-                        };
-                        f.dlib_age = age_gender::dlib_expected_age(&p);
-                        a.age = match (f.dlib_age, f.gear_age.as_deref(), &self.age_head) {
-                            (Some(d), Some(g), Some(h)) => h
-                                .predict(&age_features(d, g))
-                                .map(|v| v.clamp(0.0, 100.0))
-                                .or(Some(d)),
-                            (d, _, _) => d,
-                        };
+                    for ((_, f), outputs) in out.iter_mut().zip(per_face) {
+                        if let Some(p) = outputs.and_then(|o| o.into_iter().next()) {
+                            f.dlib_age = age_gender::dlib_expected_age(&p);
+                        }
                     }
                 }
                 Job::Gender => {
-                    for ((a, f), outputs) in out.iter_mut().zip(per_face) {
+                    for ((_, f), outputs) in out.iter_mut().zip(per_face) {
                         if let Some(p) = outputs.and_then(|o| o.into_iter().next())
                             && p.len() == 2
                         {
-                            let p_male = p[1] / (p[0] + p[1]).max(1e-9);
-                            f.dlib_male = Some(p_male);
-                            let (g, prob) = age_gender::gender_label(p_male);
-                            a.gender = Some(Labelled::new(g, prob));
+                            f.dlib_male = Some(p[1] / (p[0] + p[1]).max(1e-9));
                         }
                     }
                 }
@@ -465,6 +538,17 @@ impl Attributor {
                         }
                     }
                 }
+            }
+        }
+        for (a, f) in &mut out {
+            if opts.age {
+                a.age = self.age(f);
+            }
+            if opts.gender {
+                a.gender = self.p_male(f).map(|p| {
+                    let (g, prob) = age_gender::gender_label(p);
+                    Labelled::new(g, prob)
+                });
             }
         }
         if emotion_ran {
@@ -496,12 +580,41 @@ impl Attributor {
     }
 }
 
+impl Attributor {
+    /// The reported age: the age head over the models' outputs, or dlib's (face-api's) age when a
+    /// model the head reads did not run.
+    fn age(&self, f: &AttributeFeatures) -> Option<f32> {
+        self.age_head
+            .as_ref()
+            .and_then(|h| h.predict(&f.vector(&h.features)?))
+            .or(f.dlib_age)
+            .or(f.faceapi_age)
+            .map(|v| v.clamp(0.0, 100.0))
+    }
+
+    /// The reported P(male): the gender head over the models' logits, or dlib's (face-api's)
+    /// when a model the head reads did not run.
+    fn p_male(&self, f: &AttributeFeatures) -> Option<f32> {
+        self.gender_head
+            .as_ref()
+            .and_then(|h| {
+                let p = h.predict(&f.vector(&h.features)?)?;
+                let male = h.labels.iter().position(|l| l == "male")?;
+                p.get(male).copied()
+            })
+            .or(f.dlib_male)
+            .or(f.faceapi_male)
+    }
+}
+
 /// One model run of [`Attributor::run_batch`] (all faces of the image at once). The order of
 /// the variants is the order [`Attributor::combine`] reads them in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Job {
-    /// GEAR: race, and the age bins the age head combines with dlib's.
+    /// GEAR: race, and the age bins the age head combines with the other age models.
     Gear,
+    /// face-api AgeGenderNet (and its mirror image): age and gender.
+    FaceApi,
     /// dlib age over five paddings (and their mirror images).
     Age,
     /// dlib gender.
@@ -553,6 +666,23 @@ fn gear_features(m: &Arc<dyn Model>, outputs: &[Vec<f32>], f: &mut AttributeFeat
         .filter(|v| v.len() == 2)
         .map(|v| v[0] / (v[0] + v[1]).max(1e-9));
     f.gear_age = get("age_output", 2).filter(|v| v.len() == 7);
+}
+
+/// face-api's two outputs for one face, by output name (graph order as a fallback).
+fn faceapi_features(m: &Arc<dyn Model>, outputs: &[Vec<f32>], f: &mut AttributeFeatures) {
+    let get = |name: &str, fallback: usize| {
+        m.output_index(name)
+            .or(Some(fallback))
+            .and_then(|i| outputs.get(i))
+    };
+    f.faceapi_age = get("age", 0)
+        .filter(|v| v.len() == 1)
+        .map(|v| v[0])
+        .filter(|v| v.is_finite());
+    f.faceapi_male = get("gender", 1)
+        .filter(|v| v.len() == 2)
+        .map(|v| v[0] / (v[0] + v[1]).max(1e-9))
+        .filter(|v| v.is_finite());
 }
 
 #[derive(Clone, Copy)]
@@ -929,11 +1059,64 @@ mod tests {
         assert!(p.expect("p")[1] < 0.5);
 
         let age = head::LinearHead::from_json(AGE_HEAD_JSON).expect("age head parses");
-        let bins = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
-        assert_eq!(age_features(35.0, &bins).len(), age.features.len());
-        // A 35-year-old by both models stays in the thirties.
-        let v = age.predict(&age_features(35.0, &bins)).expect("age");
+        // A 35-year-old by every model stays in the thirties.
+        let thirties = AttributeFeatures {
+            dlib_age: Some(35.0),
+            faceapi_age: Some(35.0),
+            gear_age: Some(vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
+            ..AttributeFeatures::default()
+        };
+        let v = age
+            .predict(
+                &thirties
+                    .vector(&age.features)
+                    .expect("every age feature is named"),
+            )
+            .expect("age");
         assert!((30.0..40.0).contains(&v), "{v}");
+
+        let gender = head::LogisticHead::from_json(GENDER_HEAD_JSON).expect("gender head parses");
+        assert_eq!(gender.labels, ["female", "male"]);
+        // Models that agree on a clear man (woman) give the head's male (female) answer.
+        for (p, male) in [(0.95, true), (0.05, false)] {
+            let f = AttributeFeatures {
+                dlib_male: Some(p),
+                faceapi_male: Some(p),
+                gear_male: Some(p),
+                ..AttributeFeatures::default()
+            };
+            let q = gender
+                .predict(
+                    &f.vector(&gender.features)
+                        .expect("every gender feature is named"),
+                )
+                .expect("p");
+            assert_eq!(q[1] > 0.5, male, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn named_features_cover_the_raw_outputs() {
+        let f = AttributeFeatures {
+            dlib_age: Some(20.0),
+            dlib_male: Some(0.5),
+            gear_age: Some(vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
+            faceapi_male: Some(1.0),
+            ..AttributeFeatures::default()
+        };
+        assert_eq!(f.named("dlib_age"), Some(20.0));
+        assert_eq!(f.named("logit_dlib_male"), Some(0.0));
+        assert_eq!(f.named("gear_age_gt60"), Some(0.6));
+        assert_eq!(f.named("gear_age_lt20"), Some(0.0));
+        // Clamped, so a certain model gives a finite logit.
+        assert!(
+            f.named("logit_faceapi_male")
+                .is_some_and(|v| v.is_finite() && v > 10.0)
+        );
+        assert_eq!(f.named("faceapi_age"), None);
+        assert_eq!(f.named("gear_age_99"), None);
+        assert_eq!(f.named("unknown"), None);
+        assert_eq!(f.vector(&["dlib_age".into(), "faceapi_age".into()]), None);
     }
 
     #[test]
