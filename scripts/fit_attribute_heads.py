@@ -25,7 +25,7 @@ Heads:
               an L1 (least absolute deviation) linear regression on the random UTKFace sample.
   gender.json P(male) from the dlib and face-api gender logits, a logistic regression on the
               random UTKFace sample (other combinations, with GEAR and age interactions, printed).
-  race.json   (not shipped: it did not beat the fixed mapping) the contract's [yellow, white, black, arabs] from GEAR's 5 log-probabilities.
+  race.json   (not shipped, --write=race: it did not beat the fixed mapping) the contract's [yellow, white, black, arabs] from GEAR's 5 log-probabilities.
               Trained on the random UTKFace sample (asian->yellow, indian/others->arabs).
 The feature order here must match crates/facelens-vision/src/attributes/mod.rs.
 """
