@@ -259,8 +259,8 @@ impl Pipeline {
         } else {
             1
         };
-        // Costliest first, so that the threads finish together: GEAR, dlib age, the mesh, the
-        // emotion nets, dlib gender.
+        // Costliest first, so that the threads finish together: GEAR, dlib age, the mesh,
+        // face-api, the emotion nets, dlib gender.
         let mut tasks: Vec<Task> = jobs.into_iter().map(Task::Attribute).collect();
         tasks.insert(tasks.len().min(2), Task::Mesh);
         let mut mesh_ms = 0.0;
