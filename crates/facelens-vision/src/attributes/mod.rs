@@ -332,10 +332,10 @@ impl Attributor {
         Ok(self.combine(faces, opts, outputs))
     }
 
-    /// The model runs `opts` needs (the models present and asked for), the costliest first:
-    /// GEAR, dlib age (ten views), face-api (two views of 112 × 112), the emotion nets, dlib
-    /// gender. A caller with several threads hands them out in this order, so the long jobs
-    /// start first and the short ones fill the gaps.
+    /// The model runs `opts` needs (the models present and asked for), in the order a caller
+    /// with several threads hands them out: GEAR (by far the longest) first, then dlib age (two
+    /// views), face-api (two 112 × 112 views), the emotion nets and dlib gender, so that the
+    /// long job starts first and the short ones fill the other threads.
     pub fn jobs(&self, opts: &AttributeOptions) -> Vec<Job> {
         let mut jobs = Vec::new();
         if (opts.race || opts.age) && self.models.gear.is_some() {
@@ -618,7 +618,7 @@ pub enum Job {
     Gear,
     /// face-api AgeGenderNet (and its mirror image): age and gender.
     FaceApi,
-    /// dlib age over five paddings (and their mirror images).
+    /// dlib age over [`AGE_PADDINGS`] (and their mirror images).
     Age,
     /// dlib gender.
     Gender,
