@@ -658,12 +658,7 @@ pub const MAX_BATCH: usize = 16;
 
 /// GEAR's three heads for one face, by output name (graph order as a fallback).
 fn gear_features(m: &Arc<dyn Model>, outputs: &[Vec<f32>], f: &mut AttributeFeatures) {
-    let get = |name: &str, fallback: usize| {
-        m.output_index(name)
-            .or(Some(fallback))
-            .and_then(|i| outputs.get(i))
-            .cloned()
-    };
+    let get = |name, fallback| output_named(m, outputs, name, fallback).cloned();
     f.gear_race = get("race_output", 0).filter(|v| v.len() == 5);
     f.gear_male = get("gender_output", 1)
         .filter(|v| v.len() == 2)
@@ -673,11 +668,7 @@ fn gear_features(m: &Arc<dyn Model>, outputs: &[Vec<f32>], f: &mut AttributeFeat
 
 /// face-api's two outputs for one face, by output name (graph order as a fallback).
 fn faceapi_features(m: &Arc<dyn Model>, outputs: &[Vec<f32>], f: &mut AttributeFeatures) {
-    let get = |name: &str, fallback: usize| {
-        m.output_index(name)
-            .or(Some(fallback))
-            .and_then(|i| outputs.get(i))
-    };
+    let get = |name, fallback| output_named(m, outputs, name, fallback);
     f.faceapi_age = get("age", 0)
         .filter(|v| v.len() == 1)
         .map(|v| v[0])
@@ -686,6 +677,17 @@ fn faceapi_features(m: &Arc<dyn Model>, outputs: &[Vec<f32>], f: &mut AttributeF
         .filter(|v| v.len() == 2)
         .map(|v| v[0] / (v[0] + v[1]).max(1e-9))
         .filter(|v| v.is_finite());
+}
+
+/// The output of `m` called `name` among `outputs` (in graph order), or the one at `fallback`
+/// when the graph does not name it so.
+fn output_named<'a>(
+    m: &Arc<dyn Model>,
+    outputs: &'a [Vec<f32>],
+    name: &str,
+    fallback: usize,
+) -> Option<&'a Vec<f32>> {
+    outputs.get(m.output_index(name).unwrap_or(fallback))
 }
 
 #[derive(Clone, Copy)]
