@@ -249,7 +249,7 @@ impl Pipeline {
         // when this analysis has the machine to itself they run side by side, one per core.
         let model_opts = opts.attributes.for_models();
         let jobs = if model_opts.any_model() {
-            self.attributor.jobs(&model_opts)
+            self.attributor.jobs_for(&opts.attributes)
         } else {
             Vec::new()
         };

@@ -141,3 +141,49 @@ fn side_by_side_jobs_give_the_same_faces_as_one_after_another() {
         );
     }
 }
+
+/// face_type alone runs only the models its head reads (not face-api, see
+/// `Attributor::jobs_for`) and gives the face type it gives beside every other attribute.
+#[test]
+fn face_type_alone_gives_the_face_type_of_a_full_request() {
+    let backend = create_backend(BackendKind::Rten, 2).expect("rten backend");
+    let models = Models::load_embedded(backend.as_ref()).expect("embedded models");
+    let p = Pipeline::new(models)
+        .expect("pipeline")
+        .with_stage_threads(1);
+    let all = Options {
+        max_faces: 2,
+        ..Options::default()
+    };
+    let only = Options {
+        attributes: facelens_vision::attributes::AttributeOptions {
+            face_type: true,
+            ..facelens_vision::attributes::AttributeOptions::NONE
+        },
+        ..all.clone()
+    };
+    let mut compared = 0;
+    for (name, img) in images().into_iter().take(3) {
+        let a = p
+            .analyze_image(&img, &all, &mut Default::default())
+            .expect("all attributes");
+        let b = p
+            .analyze_image(&img, &only, &mut Default::default())
+            .expect("face_type only");
+        assert_eq!(a.len(), b.len(), "{name}: faces");
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            let (Some(x), Some(y)) = (&x.attributes.face_type, &y.attributes.face_type) else {
+                panic!("{name} face {i}: face_type missing");
+            };
+            assert_eq!(x.kind, y.kind, "{name} face {i}");
+            close(
+                &format!("{name} face {i} face_type"),
+                x.probability,
+                y.probability,
+            );
+            assert!(b[i].attributes.age.is_none() && b[i].attributes.gender.is_none());
+            compared += 1;
+        }
+    }
+    assert!(compared >= 1, "no face compared");
+}
