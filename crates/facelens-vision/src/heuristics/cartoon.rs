@@ -24,8 +24,10 @@
 //! their usual outputs: GEAR's age bins and race, dlib's age and gender and the emotion nets
 //! answer in ways no photo does. So when those models ran (the pipeline runs them whenever
 //! face_type is asked for), a second head (models/heads/cartoon_full.json) reads their log
-//! probabilities beside the image features; in cross-validation it finds 95 % of the detected
-//! drawn faces where the image-only head finds 76 %, at the same human budget (docs/heuristics.md).
+//! probabilities beside the image features; in cross-validation it finds 98 % of the detected
+//! drawn faces where the image-only head finds 88 %, at the same human budget (docs/heuristics.md).
+//! Both heads also read the squares and pairwise products of the image features
+//! ([`quadratic_features`]).
 //! Both heads count the faces of crowd photos (WIDER) as human examples: fitted on tight crops
 //! alone, small blurred faces looked "flat" and a fifth of them were called cartoon. The
 //! image-only head remains the answer when a model output is missing or switched off.
@@ -61,6 +63,32 @@ pub fn feature_names() -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// Names of the quadratic image terms both heads read last: the square of every image feature,
+/// then the product of every pair (`a*b` for `a` before `b` in [`feature_names`]).
+pub fn quadratic_feature_names() -> Vec<String> {
+    let n = feature_names();
+    let mut q: Vec<String> = n.iter().map(|a| format!("{a}^2")).collect();
+    for (i, a) in n.iter().enumerate() {
+        q.extend(n[i + 1..].iter().map(|b| format!("{a}*{b}")));
+    }
+    q
+}
+
+/// The quadratic terms of image features `x`, in the order of [`quadratic_feature_names`].
+///
+/// Why: the cues of a drawing combine. Flat fills are common in small blurred photo faces
+/// too, but flat *and* saturated *and* a face filling its frame is not; a logistic head over
+/// the features alone cannot express "and". With these terms the cross-validated recall of the
+/// image-only head rose from 67 % to 83 % of the dev anime faces, and of the full head from
+/// 90.7 % to 92.7 %, at the same budget of humans called cartoon (docs/heuristics.md).
+pub fn quadratic_features(x: &[f32]) -> Vec<f32> {
+    let mut q: Vec<f32> = x.iter().map(|a| a * a).collect();
+    for (i, a) in x.iter().enumerate() {
+        q.extend(x[i + 1..].iter().map(|b| a * b));
+    }
+    q
 }
 
 /// How many emotion models the full head reads (the two shipped mini-Xception weight sets).
@@ -243,7 +271,8 @@ pub fn full_head() -> Option<&'static LinearHead> {
     FULL_HEAD.as_ref()
 }
 
-/// Classify an image feature vector with the image-only head.
+/// Classify with the image-only head: `f` is the image features followed by their
+/// [`quadratic_features`].
 pub fn classify(f: &[f32]) -> Labelled {
     classify_with(head(), f)
 }
@@ -273,13 +302,20 @@ pub fn face_type(
     det_score: f32,
     models: Option<&AttributeFeatures>,
 ) -> Labelled {
-    let mut x = cartoon_features(img, bbox, mesh, mesh_score, det_score);
+    let image = cartoon_features(img, bbox, mesh, mesh_score, det_score);
+    let quadratic = quadratic_features(&image);
     match (models.and_then(model_features), full_head()) {
         (Some(m), Some(h)) => {
+            let mut x = image;
             x.extend(m);
+            x.extend(quadratic);
             classify_with(Some(h), &x)
         }
-        _ => classify(&x),
+        _ => {
+            let mut x = image;
+            x.extend(quadratic);
+            classify(&x)
+        }
     }
 }
 
@@ -290,11 +326,27 @@ mod tests {
     #[test]
     fn embedded_head_matches_features() {
         let h = head().expect("cartoon.json parses");
-        assert_eq!(h.features, feature_names());
+        let mut names = feature_names();
+        names.extend(quadratic_feature_names());
+        assert_eq!(h.features, names);
         let full = full_head().expect("cartoon_full.json parses");
         let mut names = feature_names();
         names.extend(model_feature_names());
+        names.extend(quadratic_feature_names());
         assert_eq!(full.features, names);
+    }
+
+    #[test]
+    fn quadratic_terms_are_the_squares_then_the_pairwise_products() {
+        let q = quadratic_features(&[1.0, 2.0, 3.0]);
+        assert_eq!(q, vec![1.0, 4.0, 9.0, 2.0, 3.0, 6.0]);
+        let n = feature_names().len();
+        assert_eq!(quadratic_feature_names().len(), n + n * (n - 1) / 2);
+        assert_eq!(
+            quadratic_features(&vec![1.0; n]).len(),
+            quadratic_feature_names().len()
+        );
+        assert_eq!(quadratic_feature_names()[n], "flat_frac*edge_p95_over_median");
     }
 
     #[test]
