@@ -346,7 +346,10 @@ mod tests {
             quadratic_features(&vec![1.0; n]).len(),
             quadratic_feature_names().len()
         );
-        assert_eq!(quadratic_feature_names()[n], "flat_frac*edge_p95_over_median");
+        assert_eq!(
+            quadratic_feature_names()[n],
+            "flat_frac*edge_p95_over_median"
+        );
     }
 
     #[test]
