@@ -10,15 +10,18 @@
 
 The head reads the image features of heuristics/cartoon.rs (`cartoon_features` in the file)
 and the attribute models' outputs (dlib age and gender, GEAR race / gender / age bins, both
-emotion nets) as log probabilities, in the order of `cartoon::model_feature_names`. It is a
+emotion nets) as log probabilities, in the order of `cartoon::model_feature_names`, then the
+squares and pairwise products of the image features (`cartoon::quadratic_feature_names`; the
+image-only fallback head, models/heads/cartoon.json, reads the image features and those). It is a
 logistic regression FITTED ON THE DEVELOPMENT DATA (Anime Face Dataset vs every human photo of
 the attribute manifest, the faces the pipeline found; with --extra also the faces of the WIDER
 FACE dev images that match a labelled face: people in crowds, small and blurred, which the tight
 crops of the attribute manifest do not represent). Every printed figure is 5-fold
 cross-validated (each face scored by a head that never saw it); the threshold is the CV human
 score that at most 0.5 % of all human faces, and at most 1 % of any one source's, exceed. With --write the head is refitted on all faces.
-The ablation lines show what each group of model outputs adds (face-api's age and gender are
-tried as a group too, and left out of the head: they did not raise the recall).
+The ablation lines show what each group of model outputs and the quadratic terms add (face-api's
+age and gender are tried as a group too, and left out of the head: they did not raise the
+recall); the shipped heads' recall is also printed over fold seeds 1-6.
 """
 import json
 import os
