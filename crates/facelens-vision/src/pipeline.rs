@@ -248,11 +248,8 @@ impl Pipeline {
         // attribute models only need the detector's landmarks, so they are independent jobs:
         // when this analysis has the machine to itself they run side by side, one per core.
         let model_opts = opts.attributes.for_models();
-        let jobs = if model_opts.any_model() {
-            self.attributor.jobs_for(&opts.attributes)
-        } else {
-            Vec::new()
-        };
+        // Empty when no model attribute is asked for.
+        let jobs = self.attributor.jobs_for(&opts.attributes);
         let lms: Vec<[Point; 5]> = dets.iter().map(|d| d.landmarks).collect();
         let threads = if alone && !dets.is_empty() {
             self.stage_threads.min(jobs.len() + 1)

@@ -984,6 +984,15 @@ mod tests {
             att.jobs(&AttributeOptions::ALL)
         );
         assert!(att.jobs_for(&AttributeOptions::NONE).is_empty());
+        // The image and mesh heuristics need no model run (the pipeline relies on this).
+        let heuristics_only = AttributeOptions {
+            eye_status: true,
+            glasses: true,
+            face_shape: true,
+            beauty: true,
+            ..AttributeOptions::NONE
+        };
+        assert!(att.jobs_for(&heuristics_only).is_empty());
     }
 
     #[test]

@@ -302,21 +302,19 @@ pub fn face_type(
     det_score: f32,
     models: Option<&AttributeFeatures>,
 ) -> Labelled {
-    let image = cartoon_features(img, bbox, mesh, mesh_score, det_score);
-    let quadratic = quadratic_features(&image);
-    match (models.and_then(model_features), full_head()) {
+    let mut x = cartoon_features(img, bbox, mesh, mesh_score, det_score);
+    let quadratic = quadratic_features(&x);
+    // Both heads read the image features first and their quadratic terms last; the full head
+    // reads the model outputs in between.
+    let chosen = match (models.and_then(model_features), full_head()) {
         (Some(m), Some(h)) => {
-            let mut x = image;
             x.extend(m);
-            x.extend(quadratic);
-            classify_with(Some(h), &x)
+            Some(h)
         }
-        _ => {
-            let mut x = image;
-            x.extend(quadratic);
-            classify(&x)
-        }
-    }
+        _ => head(),
+    };
+    x.extend(quadratic);
+    classify_with(chosen, &x)
 }
 
 #[cfg(test)]
