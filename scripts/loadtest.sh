@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load test of `facelens serve` on loopback with real dev images sent the contract's way.
 #
-#   scripts/loadtest.sh [--images PATH...] [--fit 640x480] [--concurrency 1,2,8,32] [--duration 20]
+#   scripts/loadtest.sh [--images PATH... | --one-face] [--fit 640x480] [--concurrency 1,2,8,32] [--duration 20]
 #                       [--backend rten|onnxruntime] [--busy-backoff-ms N] [--json OUT]
 #                       [-- extra serve flags]
 #
@@ -10,6 +10,8 @@
 # start to the first 200 of /healthz and /readyz, runs every concurrency level, and prints
 # throughput, p50/p95/p99 latency, answers by error code and the server's peak RSS. Defaults:
 # the WIDER dev images of ../shared/evaldata (or FACELENS_EVALDATA), refitted to 640x480.
+# --one-face: only the WIDER dev photos with exactly one labelled face (99 of 300), each cropped
+# around that face before the refit: issue 6's "one-face 640x480 photo".
 # Numbers depend on the machine: run baselines in the same session (docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +25,11 @@ backend="rten"
 json=""
 backoff=0
 serve_extra=()
+one_face=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --images) shift; while [[ $# -gt 0 && "$1" != --* ]]; do images+=("$1"); shift; done ;;
+    --one-face) one_face=1; shift ;;
     --fit) fit="$2"; shift 2 ;;
     --no-fit) fit=""; shift ;;
     --concurrency) levels="$2"; shift 2 ;;
@@ -37,8 +41,13 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-if [[ ${#images[@]} -eq 0 ]]; then
-  images=("$data/detection/wider_face_val/images")
+if [[ $one_face -eq 1 ]]; then
+  source_args=(--manifest "$data/detection/manifest.jsonl" --labelled-faces 1)
+else
+  if [[ ${#images[@]} -eq 0 ]]; then
+    images=("$data/detection/wider_face_val/images")
+  fi
+  source_args=(--images "${images[@]}")
 fi
 
 features=()
@@ -72,7 +81,7 @@ t1=$(date +%s.%N)
 echo "server ready at $url in $(echo "$t1 - $t0" | bc -l | xargs printf '%.2f') s (process start to /readyz 200); backend $backend"
 echo "server RSS when idle: $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' /proc/$pid/status)"
 
-args=(--url "$url" --images "${images[@]}" --concurrency "$levels" --duration "$duration" --pid "$pid"
+args=(--url "$url" "${source_args[@]}" --concurrency "$levels" --duration "$duration" --pid "$pid"
   --busy-backoff-ms "$backoff")
 [[ -n "$fit" ]] && args+=(--fit "$fit")
 [[ -n "$json" ]] && args+=(--json "$json")

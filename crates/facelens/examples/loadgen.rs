@@ -10,7 +10,15 @@
 //!     --images DIR_OR_FILES... [--key KEY] [--fit 640x480] [--concurrency 1,2,8,32] \
 //!     [--duration 20] [--warmup 3] [--pid SERVER_PID] [--face-num 1] [--busy-backoff-ms 0] \
 //!     [--json OUT]
+//! cargo run --release -p facelens --example loadgen -- --url http://127.0.0.1:8080 \
+//!     --manifest ../shared/evaldata/detection/manifest.jsonl --labelled-faces 1 --fit 640x480
 //! ```
+//!
+//! `--manifest` reads the images of a detection manifest (JSON lines with `file`, relative to
+//! the folder above the manifest's, and `boxes` as `[x, y, w, h]`) instead of `--images`;
+//! `--labelled-faces N` keeps the photos with exactly N labelled faces (`1`: the issue's
+//! "one-face photo"), and `--fit` then centres its crop on the labelled faces rather than on
+//! the image, so that a portrait photo does not lose its face to a centre crop.
 //!
 //! Each level runs `concurrency` client loops for `duration` seconds after `warmup` seconds
 //! whose answers are not counted; every request is answered (a transport error is counted as
@@ -36,6 +44,8 @@ use std::time::{Duration, Instant};
 struct Args {
     url: String,
     images: Vec<PathBuf>,
+    manifest: Option<PathBuf>,
+    labelled_faces: Option<usize>,
     key: Option<String>,
     fit: Option<(u32, u32)>,
     levels: Vec<usize>,
@@ -49,7 +59,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadgen --url URL --images PATH... [--key KEY] [--fit WxH] [--concurrency 1,2,8,32] \
+        "usage: loadgen --url URL (--images PATH... | --manifest JSONL [--labelled-faces N]) [--key KEY] [--fit WxH] [--concurrency 1,2,8,32] \
          [--duration SECS] [--warmup SECS] [--pid PID] [--face-num N] [--busy-backoff-ms MS] \
          [--json OUT]"
     );
@@ -60,6 +70,8 @@ fn parse_args() -> Args {
     let mut a = Args {
         url: String::new(),
         images: Vec::new(),
+        manifest: None,
+        labelled_faces: None,
         key: None,
         fit: None,
         levels: vec![1, 2, 8, 32],
@@ -96,6 +108,10 @@ fn parse_args() -> Args {
             "--face-num" => a.face_num = val().parse().unwrap_or_else(|_| usage()),
             "--busy-backoff-ms" => a.busy_backoff_ms = val().parse().unwrap_or_else(|_| usage()),
             "--json" => a.json = Some(PathBuf::from(val())),
+            "--manifest" => a.manifest = Some(PathBuf::from(val())),
+            "--labelled-faces" => {
+                a.labelled_faces = Some(val().parse().unwrap_or_else(|_| usage()))
+            }
             "--images" => {
                 a.images.push(PathBuf::from(val()));
                 while let Some(p) = it.next_if(|s| !s.starts_with("--")) {
@@ -105,7 +121,11 @@ fn parse_args() -> Args {
             _ => usage(),
         }
     }
-    if a.url.is_empty() || a.images.is_empty() || a.levels.is_empty() {
+    if a.url.is_empty()
+        || a.images.is_empty() == a.manifest.is_none()
+        || (a.labelled_faces.is_some() && a.manifest.is_none())
+        || a.levels.is_empty()
+    {
         usage()
     }
     a
@@ -147,8 +167,57 @@ fn is_image(p: &Path) -> bool {
     )
 }
 
-/// Centre-crop to the aspect `w:h`, resize, re-encode as JPEG quality 90.
-fn fit(bytes: &[u8], w: u32, h: u32) -> Option<Vec<u8>> {
+/// One image to send, and where its labelled faces are centred (pixels), when known.
+struct Source {
+    path: PathBuf,
+    centre: Option<(f64, f64)>,
+}
+
+/// The photos of a detection manifest, those with exactly `faces` labelled faces when given.
+fn manifest_sources(manifest: &Path, faces: Option<usize>) -> Vec<Source> {
+    let text = std::fs::read_to_string(manifest).unwrap_or_else(|e| {
+        eprintln!("{}: {e}", manifest.display());
+        std::process::exit(2)
+    });
+    // `file` is relative to the evaluation data's root, the folder above the manifest's.
+    let root = manifest
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(row) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let (Some(file), Some(boxes)) = (row["file"].as_str(), row["boxes"].as_array()) else {
+            continue;
+        };
+        if faces.is_some_and(|n| n != boxes.len()) {
+            continue;
+        }
+        // Centre of the labelled faces' union.
+        let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+        for b in boxes {
+            let v: Vec<f64> = b
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
+            if let [x, y, w, h] = v[..] {
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + w), y1.max(y + h));
+            }
+        }
+        let centre = (x0 <= x1).then(|| ((x0 + x1) / 2.0, (y0 + y1) / 2.0));
+        out.push(Source {
+            path: root.join(file),
+            centre,
+        });
+    }
+    out
+}
+
+/// Crop to the aspect `w:h` (centred on `centre` when given, else on the image, and kept
+/// inside it), resize, re-encode as JPEG quality 90.
+fn fit(bytes: &[u8], w: u32, h: u32, centre: Option<(f64, f64)>) -> Option<Vec<u8>> {
     let img = image::load_from_memory(bytes).ok()?.to_rgb8();
     let (iw, ih) = img.dimensions();
     let (cw, ch) = if iw * h > ih * w {
@@ -156,7 +225,10 @@ fn fit(bytes: &[u8], w: u32, h: u32) -> Option<Vec<u8>> {
     } else {
         (iw, iw * h / w)
     };
-    let cropped = image::imageops::crop_imm(&img, (iw - cw) / 2, (ih - ch) / 2, cw, ch).to_image();
+    let (cx, cy) = centre.unwrap_or((f64::from(iw) / 2.0, f64::from(ih) / 2.0));
+    let left = (cx - f64::from(cw) / 2.0).clamp(0.0, f64::from(iw - cw)) as u32;
+    let top = (cy - f64::from(ch) / 2.0).clamp(0.0, f64::from(ih - ch)) as u32;
+    let cropped = image::imageops::crop_imm(&img, left, top, cw, ch).to_image();
     let resized = image::imageops::resize(&cropped, w, h, image::imageops::FilterType::Triangle);
     let mut out = Vec::new();
     let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
@@ -343,14 +415,20 @@ async fn main() {
     // reqwest is built without a default TLS provider (the server picks ring); plain HTTP here.
     facelens_server::fetch::install_crypto_provider();
     let args = parse_args();
-    let files = collect_images(&args.images);
+    let sources = match &args.manifest {
+        Some(m) => manifest_sources(m, args.labelled_faces),
+        None => collect_images(&args.images)
+            .into_iter()
+            .map(|path| Source { path, centre: None })
+            .collect(),
+    };
     let mut bodies = Vec::new();
-    for f in &files {
-        let Ok(bytes) = std::fs::read(f) else {
+    for src in &sources {
+        let Ok(bytes) = std::fs::read(&src.path) else {
             continue;
         };
         let bytes = match args.fit {
-            Some((w, h)) => match fit(&bytes, w, h) {
+            Some((w, h)) => match fit(&bytes, w, h, src.centre) {
                 Some(b) => b,
                 None => continue,
             },
@@ -409,7 +487,7 @@ async fn main() {
         println!("server peak RSS (VmHWM) over the whole run: {h:.0} MiB");
     }
     if let Some(out) = &args.json {
-        let doc = json!({"images": bodies.len(), "fit": args.fit.map(|(w, h)| format!("{w}x{h}")),
+        let doc = json!({"images": bodies.len(), "labelled_faces": args.labelled_faces, "fit": args.fit.map(|(w, h)| format!("{w}x{h}")),
             "busy_backoff_ms": args.busy_backoff_ms, "levels": levels, "server_vmhwm_mib": hwm});
         if let Err(e) = std::fs::write(out, serde_json::to_string_pretty(&doc).unwrap_or_default())
         {
