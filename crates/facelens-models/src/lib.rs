@@ -55,11 +55,19 @@ pub static MODELS: &[ModelFile] = &[
     model!("emotion_fer", "fer_emotion_minixception.onnx", "MIT", true),
     model!("gear", "gear.onnx", "MIT", true),
     model!("faceapi_age_gender", "faceapi_age_gender.onnx", "MIT", true),
-    // int8 versions of the two models dominated by dense convolutions, derived by
+    // int8 versions of the models dominated by dense convolutions, derived by
     // scripts/quantize_ort_int8.py; the onnxruntime backend runs them by default
     // (docs/quantization.md).
     model!("dlib_age_int8", "dlib_age_v1_int8.onnx", "CC0-1.0", true),
     model!("gear_int8", "gear_int8.onnx", "MIT", true),
+    // RetinaFace with only its feature pyramid and context modules in int8 (the backbone and
+    // the heads f32), derived by scripts/quantize_retinaface.py.
+    model!(
+        "retinaface_mnet025_int8",
+        "retinaface_mnet025_int8.onnx",
+        "MIT",
+        true
+    ),
 ];
 
 /// Look a model up by id.

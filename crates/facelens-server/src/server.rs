@@ -38,7 +38,8 @@ pub struct AppState {
     pub(crate) detector_max_side: u32,
     pub(crate) detect_retries: bool,
     pub(crate) backend: String,
-    /// The weights GEAR and dlib age run with ("f32" or "int8").
+    /// The weights the models with an int8 version (GEAR, dlib age, the detector's feature
+    /// pyramid) run with ("f32" or "int8").
     pub(crate) precision: &'static str,
     pub(crate) admin_token: Option<String>,
     /// `baidu_token_secret`, when configured (see baidu::token).

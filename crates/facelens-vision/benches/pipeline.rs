@@ -4,7 +4,7 @@
 //! `ORT_DYLIB_PATH=... FACELENS_BENCH_BACKEND=onnxruntime cargo bench -p facelens-vision --features ort`
 //! (`scripts/bench.sh` runs both one after the other). Inference threads come from
 //! `FACELENS_BENCH_THREADS` (default 0 = one per core; it also bounds the per-face jobs run side
-//! by side, so 1 times the whole pipeline on one thread); the weights of GEAR and dlib age from
+//! by side, so 1 times the whole pipeline on one thread); the weights of the int8-capable models from
 //! `FACELENS_PRECISION` (default auto: int8 on onnxruntime, f32 on rten, as the binary).
 //!
 //! Inputs are real dev photos from `../shared/evaldata` (or `FACELENS_EVALDATA`), never committed:

@@ -40,16 +40,17 @@ pub struct Models {
     pub mesh: Arc<dyn Model>,
     /// Attribute models; any may be absent (its attributes are then omitted).
     pub attributes: AttributeModels,
-    /// The weights GEAR and dlib age were loaded with.
+    /// The weights the models with an int8 version were loaded with.
     pub precision: Precision,
 }
 
-/// Which weights the attribute models that have an int8 version (GEAR, dlib age) run with.
+/// Which weights the models that have an int8 version (GEAR, dlib age, and RetinaFace's
+/// feature pyramid and context modules) run with.
 ///
-/// Why two: onnxruntime runs these two dense-convolution models 2-3x as fast in
-/// int8 (with VNNI), at a measured cost on the dev sets (docs/quantization.md); rten runs int8
-/// graphs slower than f32, so it keeps f32. The detector, mesh and the other attribute models
-/// are always f32.
+/// Why two: onnxruntime runs these dense convolutions 2-3x as fast in int8 (with VNNI; less
+/// without), at a measured cost on the dev sets (docs/quantization.md); rten runs int8 graphs
+/// slower than f32, so it keeps f32. RetinaFace's depthwise backbone stays f32 (quantized, it
+/// cost five AP points); the mesh and the other attribute models are always f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     /// The published f32 weights.
@@ -81,6 +82,7 @@ impl Precision {
         match (self, id) {
             (Precision::Int8, "gear") => "gear_int8",
             (Precision::Int8, "dlib_age") => "dlib_age_int8",
+            (Precision::Int8, "retinaface_mnet025") => "retinaface_mnet025_int8",
             _ => id,
         }
     }
@@ -99,7 +101,8 @@ impl Models {
         Self::load_embedded_with(backend, Precision::F32)
     }
 
-    /// Load the models embedded in the binary with `backend`, GEAR and dlib age at `precision`.
+    /// Load the models embedded in the binary with `backend`, those with an int8 version at
+    /// `precision`.
     pub fn load_embedded_with(
         backend: &dyn Backend,
         precision: Precision,
@@ -191,7 +194,7 @@ impl Pipeline {
         self
     }
 
-    /// The weights GEAR and dlib age run with.
+    /// The weights the models with an int8 version run with.
     pub fn precision(&self) -> Precision {
         self.precision
     }

@@ -1,5 +1,5 @@
-//! The int8 GEAR and dlib age that the onnxruntime backend runs by default stay close to the
-//! f32 models on real faces, and change nothing the f32 models compute.
+//! The int8 models the onnxruntime backend runs by default (GEAR, dlib age, and RetinaFace's
+//! feature pyramid and context modules) stay close to the f32 models on real faces.
 //!
 //! Needs `--features ort` and `ORT_DYLIB_PATH` (see scripts/fetch-onnxruntime.sh) and the
 //! evaluation data (../shared/evaldata or `FACELENS_EVALDATA`); without either each test prints
@@ -8,8 +8,12 @@
 //! Bounds, set from scripts/quantize_ort_int8.py's agreement check (400 UTKFace crops: race
 //! argmax 99.0 %, gender 99.3 %, expected dlib age 0.52 y mean difference) with room for the
 //! pipeline's own crops: over 30 UTKFace faces the mean age difference stays under 1.5 years,
-//! gender and race agree on at least 90 % of faces (27 of 30). Detection, landmarks, mesh,
-//! emotion and every f32 model's output are identical (same weights, same backend).
+//! gender and race agree on at least 90 % of faces (27 of 30). The int8 detector (AP within 0.3
+//! points of f32 on the dev WIDER photos, docs/quantization.md) finds the same face (box IoU at
+//! least 0.7 on every face, at least 0.95 at the median; seen: 0.990, smallest 0.876) with the
+//! landmarks within 2 % of the box width at the median (seen: 0.5 %, largest 6 %); emotion, from
+//! f32 models reading the slightly moved crop, agrees on at least 90 % of faces (29 of 30 seen).
+//! Seen with the int8 detector: mean age difference 0.65 y, race 28 of 30, gender 30 of 30.
 #![cfg(feature = "ort")]
 
 use facelens_core::types::Analysis;
@@ -71,6 +75,7 @@ fn int8_attribute_models_stay_close_to_f32_on_real_faces() {
     // (every 15th from 0).
     let sample: Vec<&PathBuf> = files.iter().skip(7).step_by(50).take(30).collect();
     let (mut n, mut age_diff, mut gender_same, mut race_same, mut ages_differ) = (0, 0.0, 0, 0, 0);
+    let (mut emotion_same, mut ious, mut shifts) = (0, Vec::new(), Vec::new());
     for path in &sample {
         let bytes = std::fs::read(path).expect("reading the crop");
         let (a, b) = (analyse(&f32p, &bytes), analyse(&int8p, &bytes));
@@ -82,12 +87,20 @@ fn int8_attribute_models_stay_close_to_f32_on_real_faces() {
             );
             continue;
         };
-        // The detector, mesh and emotion models are the same f32 graphs in both pipelines.
-        assert_eq!(fa.bbox, fb.bbox, "{path:?}: box");
-        assert_eq!(fa.landmarks, fb.landmarks, "{path:?}: landmarks");
-        assert_eq!(fa.mesh_score, fb.mesh_score, "{path:?}: mesh score");
+        // The same face, nearly the same box and landmarks.
+        let iou = fa.bbox.iou(&fb.bbox);
+        assert!(iou >= 0.7, "{path:?}: box IoU {iou}: not the same face");
+        ious.push(iou);
+        let shift = fa
+            .landmarks
+            .iter()
+            .zip(&fb.landmarks)
+            .map(|(p, q)| (p.x - q.x).hypot(p.y - q.y) / fa.bbox.width().max(1.0))
+            .fold(0.0f32, f32::max);
+        shifts.push(shift);
         let (x, y) = (&fa.attributes, &fb.attributes);
-        assert_eq!(x.emotion, y.emotion, "{path:?}: emotion");
+        emotion_same +=
+            usize::from(x.emotion.as_ref().map(|e| &e.kind) == y.emotion.as_ref().map(|e| &e.kind));
         let (Some(age_a), Some(age_b)) = (x.age, y.age) else {
             panic!("{path:?}: age missing");
         };
@@ -101,9 +114,16 @@ fn int8_attribute_models_stay_close_to_f32_on_real_faces() {
     }
     assert!(n >= 28, "{test}: only {n} of 30 faces found");
     let mean_age_diff = age_diff / n as f32;
+    ious.sort_by(f32::total_cmp);
+    shifts.sort_by(f32::total_cmp);
+    let (median_iou, median_shift) = (ious[ious.len() / 2], shifts[shifts.len() / 2]);
     println!(
         "{test}: {n} faces: mean |age f32 - int8| {mean_age_diff:.2} y ({ages_differ} differ), \
-         gender agrees on {gender_same}, race on {race_same}"
+         gender agrees on {gender_same}, race on {race_same}, emotion on {emotion_same}; \
+         box IoU median {median_iou:.3} (smallest {:.3}), largest landmark shift per face: \
+         median {median_shift:.3} of the box width (largest {:.3})",
+        ious[0],
+        shifts[shifts.len() - 1]
     );
     // The int8 weights really run: some age moves (the f32 and int8 graphs are not the same).
     assert!(ages_differ > 0, "int8 ages identical to f32 on every face");
@@ -116,4 +136,13 @@ fn int8_attribute_models_stay_close_to_f32_on_real_faces() {
         "gender agrees on {gender_same} of {n}"
     );
     assert!(race_same * 10 >= n * 9, "race agrees on {race_same} of {n}");
+    assert!(median_iou >= 0.95, "median box IoU {median_iou}");
+    assert!(
+        median_shift <= 0.02,
+        "median landmark shift {median_shift} of the box width"
+    );
+    assert!(
+        emotion_same * 10 >= n * 9,
+        "emotion agrees on {emotion_same} of {n}"
+    );
 }

@@ -26,7 +26,8 @@ struct Cli {
     /// Intra-op threads per model run (0 = one per core).
     #[arg(long, global = true, env = "FACELENS_THREADS", default_value_t = 0)]
     threads: usize,
-    /// Weights of GEAR and dlib age: auto (int8 on onnxruntime, f32 on rten), f32, or int8
+    /// Weights of GEAR, dlib age and the detector's feature pyramid: auto (int8 on
+    /// onnxruntime, f32 on rten), f32, or int8
     /// (onnxruntime only). See docs/quantization.md.
     #[arg(
         long,
