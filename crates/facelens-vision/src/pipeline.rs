@@ -580,7 +580,8 @@ mod tests {
                 assert!(facelens_models::get(file).is_some(), "{file} embedded");
                 assert_eq!(
                     file != id,
-                    p == Precision::Int8 && matches!(id, "gear" | "dlib_age")
+                    p == Precision::Int8
+                        && matches!(id, "gear" | "dlib_age" | "retinaface_mnet025")
                 );
             }
         }
