@@ -283,7 +283,9 @@ impl DepthwiseConvKernel<f32, f32, f32> for SimdDepthwiseConvKernel {
             X86Isa::Baseline => simd_compute_row(params, out_row, out_y, image_chan, kernel_chan),
         }
         #[cfg(not(target_arch = "x86_64"))]
-        simd_compute_row(params, out_row, out_y, image_chan, kernel_chan)
+        {
+            simd_compute_row(params, out_row, out_y, image_chan, kernel_chan);
+        }
     }
 }
 
