@@ -5,15 +5,23 @@
 //! evaluation data (../shared/evaldata or `FACELENS_EVALDATA`); without either each test prints
 //! "skipped: ..." and passes.
 //!
-//! Bounds, set from scripts/quantize_ort_int8.py's agreement check (400 UTKFace crops: race
-//! argmax 99.0 %, gender 99.3 %, expected dlib age 0.52 y mean difference) with room for the
-//! pipeline's own crops: over 30 UTKFace faces the mean age difference stays under 1.5 years,
-//! gender and race agree on at least 90 % of faces (27 of 30). The int8 detector (AP within 0.3
-//! points of f32 on the dev WIDER photos, docs/quantization.md) finds the same face (box IoU at
-//! least 0.7 on every face, at least 0.95 at the median; seen: 0.990, smallest 0.876) with the
-//! landmarks within 2 % of the box width at the median (seen: 0.5 %, largest 6 %); emotion, from
-//! f32 models reading the slightly moved crop, agrees on at least 90 % of faces (29 of 30 seen).
-//! Seen with the int8 detector: mean age difference 0.65 y, race 28 of 30, gender 30 of 30.
+//! Bounds. The answers of the two pipelines were compared on all 1,500 UTKFace dev faces
+//! (`facelens --backend onnxruntime --precision f32|int8 eval attributes --limit 1500
+//! --features-out F`, on an Intel host with AMX, 2026-11-30): race agrees on 94.9 %, gender on
+//! 98.9 %, emotion on 96.5 %, and the int8 accuracies stay within 0.1 point of f32 (race 81.02
+//! against 81.11 %, age MAE 4.80 against 4.84). Model-level agreement on crops is higher
+//! (scripts/quantize_ort_int8.py: race 99.0 %), but through the pipeline the int8 detector moves
+//! the landmarks a little and with them every crop. The sample is 60 faces, so that a bound
+//! sits well below those rates yet far above what a broken model would give: the mean age
+//! difference under 1.5 years; race on at least 80 % of faces (48 of 60: the whole-set rate
+//! predicts about 3 disagreements, this sample had 7 on the AMX host, a broken model would
+//! have dozens); gender and emotion on at least 90 % (seen 59 and 57 of 60). An
+//! earlier version took 30 faces and asked 90 % for race: an AVX2 host gave 28 of 30, the AMX
+//! host 26 of 30 (onnxruntime's int8 path answers slightly differently on the two: dev race
+//! accuracy 81.02 % there against 80.85 % on the AVX2 host, where f32 gives 81.11 % on both;
+//! and some faces sit on a race boundary). The int8 detector (AP within 0.3 points of f32 on the dev
+//! WIDER photos, docs/quantization.md) finds the same face (box IoU at least 0.7 on every face,
+//! at least 0.95 at the median) with the landmarks within 2 % of the box width at the median.
 #![cfg(feature = "ort")]
 
 use facelens_core::types::Analysis;
@@ -71,9 +79,9 @@ fn int8_attribute_models_stay_close_to_f32_on_real_faces() {
     assert_eq!(f32p.precision(), Precision::F32);
     assert_eq!(int8p.precision(), Precision::Int8);
 
-    // Every 50th face, offset so as not to reuse the quantization's calibration crops
-    // (every 15th from 0).
-    let sample: Vec<&PathBuf> = files.iter().skip(7).step_by(50).take(30).collect();
+    // Every 25th face from the 8th: never one of the quantization's calibration crops (every
+    // 15th from 0), since 7 + 25k is never a multiple of 15.
+    let sample: Vec<&PathBuf> = files.iter().skip(7).step_by(25).take(60).collect();
     let (mut n, mut age_diff, mut gender_same, mut race_same, mut ages_differ) = (0, 0.0, 0, 0, 0);
     let (mut emotion_same, mut ious, mut shifts) = (0, Vec::new(), Vec::new());
     for path in &sample {
@@ -112,7 +120,7 @@ fn int8_attribute_models_stay_close_to_f32_on_real_faces() {
         race_same +=
             usize::from(x.race.as_ref().map(|r| &r.kind) == y.race.as_ref().map(|r| &r.kind));
     }
-    assert!(n >= 28, "{test}: only {n} of 30 faces found");
+    assert!(n >= 56, "{test}: only {n} of {} faces found", sample.len());
     let mean_age_diff = age_diff / n as f32;
     ious.sort_by(f32::total_cmp);
     shifts.sort_by(f32::total_cmp);
@@ -135,7 +143,10 @@ fn int8_attribute_models_stay_close_to_f32_on_real_faces() {
         gender_same * 10 >= n * 9,
         "gender agrees on {gender_same} of {n}"
     );
-    assert!(race_same * 10 >= n * 9, "race agrees on {race_same} of {n}");
+    assert!(
+        race_same * 100 >= n * 80,
+        "race agrees on {race_same} of {n}"
+    );
     assert!(median_iou >= 0.95, "median box IoU {median_iou}");
     assert!(
         median_shift <= 0.02,
