@@ -87,57 +87,10 @@ trait DepthwiseConvKernel<X, W, Y> {
 
 struct GenericDepthwiseConvKernel {}
 
-impl DepthwiseConvKernel<f32, f32, f32> for GenericDepthwiseConvKernel {
-    fn compute_row(
-        &self,
-        params: &ConvParams,
-        out_row: &mut [MaybeUninit<f32>],
-        out_y: usize,
-        out_init: f32,
-        image_chan: &[f32],
-        kernel_chan: NdTensorView<f32, 2>,
-        _input_zero: f32,
-        _kernel_zero: f32,
-    ) {
-        let kernel_view = kernel_chan.weakly_checked_view();
-
-        // Initialize output row.
-        for x in out_row.iter_mut() {
-            x.write(out_init);
-        }
-        let out_row: &mut [f32] = unsafe { out_row.assume_init() };
-
-        for k_y in 0..params.kernel_h {
-            let in_y = out_y * params.stride_h + k_y * params.dilation_y;
-            if in_y < params.pad_top || in_y >= params.in_h + params.pad_top {
-                continue;
-            }
-
-            let in_row_y = in_y - params.pad_top;
-            let in_row = &image_chan[in_row_y * params.in_row_stride..][..params.in_row_len];
-
-            for (k_x, (in_range, out_range)) in params.col_range_for_kernel_x.iter().enumerate() {
-                let dest = &mut out_row[out_range.clone()];
-                let src = &in_row[in_range.clone()];
-                let scale = kernel_view[[k_y, k_x]];
-
-                let src_els = src.len().div_ceil(params.stride_w);
-                debug_assert!(src_els == dest.len());
-
-                unroll_loop!(0..src_els, i, 4, {
-                    unsafe {
-                        *dest.get_unchecked_mut(i) +=
-                            *src.get_unchecked(i * params.stride_w) * scale;
-                    }
-                });
-            }
-        }
-    }
-}
-
-/// Facelens patch: an f32 kernel whose inner loop the compiler vectorizes.
+/// Facelens patch: an f32 kernel whose inner loop the compiler vectorizes. It replaces the f32
+/// implementation of `GenericDepthwiseConvKernel`, which was removed.
 ///
-/// The generic kernel above passes the column stride to the inner loop as a run-time value,
+/// The generic kernel passed the column stride to the inner loop as a run-time value,
 /// which compiles to scalar code. This one makes strides 1 and 2 compile-time constants and
 /// compiles the loop for AVX-512 and AVX2 as well as the baseline target, choosing once, when
 /// the executor is created, by what the CPU supports. Every output element is computed with
