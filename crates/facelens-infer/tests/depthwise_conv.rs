@@ -30,6 +30,7 @@ impl Rng {
     }
 }
 
+#[derive(Debug)]
 struct Case {
     batch: usize,
     chans: usize,
@@ -112,31 +113,15 @@ fn check(case: Case, rng: &mut Rng) {
     assert_eq!(
         got.shape(),
         want.shape().as_slice(),
-        "output shape, case {:?}",
-        describe(&case)
+        "output shape, {case:?}"
     );
     for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
         assert_eq!(
             g.to_bits(),
             w.to_bits(),
-            "element {i}: rten {g} against reference {w}, case {:?}",
-            describe(&case)
+            "element {i}: rten {g} against reference {w}, {case:?}"
         );
     }
-}
-
-fn describe(case: &Case) -> String {
-    format!(
-        "n{} c{} in{:?} k{:?} pad{:?} stride{:?} dil{:?} bias {}",
-        case.batch,
-        case.chans,
-        case.in_hw,
-        case.k_hw,
-        case.pad,
-        case.strides,
-        case.dilations,
-        case.bias
-    )
 }
 
 #[test]
