@@ -2,7 +2,7 @@
 //!
 //! On a small machine two intra-op threads halve a lone request's latency, but when requests
 //! overlap each run's threads compete for the same cores and throughput drops (measured with
-//! the load test, docs/performance.md "Adaptive intra-op threads"). So a backend asks, when a
+//! the load test, docs/journal/2026-11-29-1-perf-threads-subnormals.md). So a backend asks, when a
 //! run starts, whether another run is already in progress anywhere in the process: if not, the
 //! run gets the configured threads; if so, one thread. The count covers every model of every
 //! backend, because they all share the same cores.

@@ -11,8 +11,8 @@
 //! dlib gender), each small: one model's operators split across two threads gain little, two
 //! models side by side gain nearly twice. So an analysis that has the pipeline to itself runs
 //! them as jobs on one thread per core, each model single-threaded; beside other analyses the
-//! cores are busy anyway and it runs them one after another (docs/performance.md, "The
-//! per-face stage side by side").
+//! cores are busy anyway and it runs them one after another
+//! (docs/journal/2026-11-29-3-perf-per-face-jobs.md, "The change").
 
 use crate::attributes::{
     AttributeFeatures, AttributeModels, AttributeOptions, Attributor, FaceInput, Job, JobOutput,
