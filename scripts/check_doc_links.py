@@ -7,10 +7,10 @@ except third_party/*/FACELENS-PATCH.md, since vendored code points at its upstre
 1. Markdown links in .md files, `[text](target)` and `[text](target#anchor)`, whose target is
    not a URL: the target must exist relative to the linking file, and an anchor must match a
    heading of the target (GitHub's slugs: lower case, punctuation dropped, spaces to dashes).
-2. Plain mentions of a docs path, `docs/NAME.md` (the project's usual way of pointing at a page
+2. Plain mentions of a docs path, `docs/<page>.md` (the project's usual way of pointing at a page
    from code comments, scripts and other pages): the file must exist from the repository root.
-3. A docs path followed by a quoted section name, `docs/NAME.md, "Section"` or
-   `docs/NAME.md "Section"`: some heading of that page, or a paragraph label (a line that
+3. A docs path followed by a quoted section name, `docs/<page>.md, "Section"` or
+   `docs/<page>.md "Section"`: some heading of that page, or a paragraph label (a line that
    starts with the words, as in `Sizing: ...` or `**Sizing.**`), must start with them.
 
 In a vendored package (third_party/NAME/), plain docs paths are read from that package's root.
