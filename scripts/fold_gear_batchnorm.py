@@ -8,7 +8,8 @@ Conv -> Relu -> Mul(s) -> Add(b) -> MaxPool -> next Conv (no padding), and after
 MaxPool -> GlobalMaxPool -> Squeeze -> three MatMul + bias heads. A normalisation after the
 activation cannot be folded into the convolution before it, so every run streams the largest
 activations (64 x 194 x 194) through two more element-wise passes; in the int8 model they become
-QLinearMul and QLinearAdd, 18 % of its time in onnxruntime (docs/journal/2026-11-29-6-perf-avx2-int8-fpn.md).
+QLinearMul and QLinearAdd, 18 % of its time in onnxruntime
+(docs/journal/2026-11-29-6-perf-avx2-int8-fpn.md).
 
 They can be folded into the layer *after*: with every scale s > 0 (checked; the script refuses
 otherwise), max(s*x + b) = s*max(x) + b, so the per-channel affine commutes with both max-pools,
