@@ -9,6 +9,7 @@
 pub mod error;
 pub mod geometry;
 pub mod juhe;
+pub mod net;
 pub mod types;
 
 pub use error::ErrorCode;

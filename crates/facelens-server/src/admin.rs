@@ -4,7 +4,7 @@
 //! `Authorization: Bearer <admin_token>`, compared in constant time; a public API key never
 //! grants access. Answers JSON with real HTTP statuses.
 
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};

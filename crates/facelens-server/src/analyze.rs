@@ -1,14 +1,14 @@
 //! From an image source to faces: fetch or decode, run the pipeline on the bounded queue, and
 //! keep each face under its token_id.
 //!
-//! Shared by the Juhe endpoint and the native API, which differ only in how they read the
-//! request and shape the answer.
+//! Every protocol's request ends up here as a [`Plan`]; they differ only in how they read the
+//! request and shape the answer (see [`crate::request`]).
 
-use crate::AppState;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, Slot};
+use crate::error::ApiError;
 use crate::input::{FaceType, ImageSource};
+use crate::state::AppState;
 use facelens_core::ErrorCode;
-use facelens_core::error::FaceError;
 use facelens_core::juhe::token_id;
 use facelens_core::types::{Face, Timings};
 use facelens_store::unix_now;
@@ -79,120 +79,114 @@ pub fn options_for(
     }
 }
 
-impl AppState {
-    /// The pipeline options of a request, with this server's detector settings.
-    pub(crate) fn options_for(&self, face_type: FaceType, max_faces: usize) -> Options {
-        options_for(
-            face_type,
-            max_faces,
-            self.detector_max_side,
-            self.detect_retries,
-        )
-    }
+/// What to analyse and how: the part of a request every protocol has.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub source: ImageSource,
+    pub face_type: FaceType,
+    /// Faces analysed, at most (largest first): the per-face stages run on no more.
+    pub max_faces: usize,
+    /// Return the 468-point mesh of each face.
+    pub mesh: bool,
+}
 
-    /// "Busy" when every queue slot is taken, asked before a request's body is parsed: under
-    /// overload a refusal then costs neither parsing nor decoding nor a store lookup (the body
-    /// is only read and discarded, so that the client gets the answer on a connection that
-    /// stays usable). The queue still decides for the requests that pass (a slot may fill in
-    /// between).
-    pub(crate) fn refuse_if_busy(&self) -> Result<(), FaceError> {
-        if self.engine.is_full() {
-            return Err(self.busy_error());
+/// The pipeline options of a plan, with this server's detector settings and the attributes
+/// its operator switched off.
+fn options(st: &AppState, plan: &Plan) -> Options {
+    let mut opts = options_for(
+        plan.face_type,
+        plan.max_faces,
+        st.cfg.detector_max_side,
+        st.cfg.detect_retries,
+    );
+    opts.include_mesh = plan.mesh;
+    for name in &st.cfg.attributes_off {
+        let a = &mut opts.attributes;
+        match name.as_str() {
+            "race" => a.race = false,
+            "gender" => a.gender = false,
+            "emotion" => a.emotion = false,
+            "beauty" => a.beauty = false,
+            "age" => a.age = false,
+            _ => {}
         }
-        Ok(())
-    }
-
-    fn busy_error(&self) -> FaceError {
-        FaceError::new(
-            ErrorCode::Busy,
-            format!(
-                "all {} workers busy and {} requests queued",
-                self.engine.workers(),
-                self.engine.capacity()
-            ),
-        )
-    }
-
-    /// Analyse the image named by `source` and return up to `max_faces` faces.
-    pub async fn analyze(&self, source: ImageSource, opts: Options) -> Result<Analyzed, FaceError> {
-        let bytes = match source {
-            ImageSource::Bytes(b) => b,
-            ImageSource::Url(url) => {
-                let Some(fetcher) = &self.fetcher else {
-                    return Err(FaceError::new(
-                        ErrorCode::UrlNotAllowed,
-                        "remote URLs are switched off on this server",
-                    ));
-                };
-                fetcher.fetch(&url).await?
-            }
-            ImageSource::Token(token) => return self.load_token(&token).await,
-        };
-        let mut opts = opts;
-        for name in &self.attributes_off {
-            let a = &mut opts.attributes;
-            match name.as_str() {
-                "race" => a.race = false,
-                "gender" => a.gender = false,
-                "emotion" => a.emotion = false,
-                "beauty" => a.beauty = false,
-                "age" => a.age = false,
-                _ => {}
-            }
-            // A switched-off model attribute is not computed for face_type either: face_type
-            // then uses its image-only head.
-            if matches!(name.as_str(), "race" | "gender" | "emotion" | "age") {
-                a.face_type_models = false;
-            }
+        // A switched-off model attribute is not computed for face_type either: face_type
+        // then uses its image-only head.
+        if matches!(name.as_str(), "race" | "gender" | "emotion" | "age") {
+            a.face_type_models = false;
         }
-        let limits = self.decode_limits;
-        let analysis = self
-            .engine
-            .run(move |p| {
-                p.analyze_bytes(&bytes, &limits, &opts).map(|a| {
-                    let tokens: Vec<String> = a.faces.iter().map(|f| token_id(&bytes, f)).collect();
-                    (a, tokens)
-                })
+    }
+    opts
+}
+
+/// Analyse the image `plan` names and return up to `plan.max_faces` faces. `slot` is the
+/// request's place in the engine, held until the job ends.
+pub async fn analyze(st: &AppState, plan: Plan, slot: Slot) -> Result<Analyzed, ApiError> {
+    let opts = options(st, &plan);
+    let bytes = match plan.source {
+        ImageSource::Bytes(b) => b,
+        ImageSource::Url(url) => {
+            let Some(fetcher) = &st.fetcher else {
+                return Err(ApiError::new(
+                    ErrorCode::UrlNotAllowed,
+                    "remote URLs are switched off on this server",
+                ));
+            };
+            fetcher.fetch(&url).await?.into()
+        }
+        ImageSource::Token(token) => return load_token(st, &token).await,
+    };
+    let limits = st.decode_limits();
+    let analysis = st
+        .engine
+        .run(slot, move |p| {
+            p.analyze_bytes(&bytes, &limits, &opts).map(|a| {
+                let tokens: Vec<String> = a.faces.iter().map(|f| token_id(&bytes, f)).collect();
+                (a, tokens)
             })
-            .await
-            .map_err(|e| match e {
-                EngineError::Busy => self.busy_error(),
-                EngineError::Failed(m) => FaceError::new(ErrorCode::Internal, m),
-            })?;
-        let (a, tokens) = analysis?;
-        crate::metrics::record_analysis(&a.timings, a.faces.len());
-        let faces: Vec<TokenFace> = a
-            .faces
-            .into_iter()
-            .zip(tokens)
-            .map(|(mut face, token_id)| {
-                strip_attributes(&mut face, &self.attributes_off);
-                TokenFace { token_id, face }
-            })
-            .collect();
-        if self.retain_tokens {
-            self.keep_tokens(&faces, a.width, a.height).await?;
-        }
-        Ok(Analyzed {
-            width: a.width,
-            height: a.height,
-            orientation: a.orientation,
-            faces,
-            timings: a.timings,
-            from_token: false,
         })
+        .await
+        .map_err(|e| match e {
+            // A slot guarantees a place; refusing anyway would be a bug worth a log line.
+            EngineError::Busy => ApiError::internal("the engine refused a job that had a slot"),
+            EngineError::Failed(m) => ApiError::internal(m),
+        })?;
+    let (a, tokens) = analysis?;
+    crate::metrics::record_analysis(&a.timings, a.faces.len());
+    let faces: Vec<TokenFace> = a
+        .faces
+        .into_iter()
+        .zip(tokens)
+        .map(|(mut face, token_id)| {
+            strip_attributes(&mut face, &st.cfg.attributes_off);
+            TokenFace { token_id, face }
+        })
+        .collect();
+    if st.cfg.retain_tokens {
+        keep_tokens(st, &faces, a.width, a.height).await?;
     }
+    Ok(Analyzed {
+        width: a.width,
+        height: a.height,
+        orientation: a.orientation,
+        faces,
+        timings: a.timings,
+        from_token: false,
+    })
+}
 
-    /// Store each face under its token before the answer names it: a token_id handed out must
-    /// resolve later, so a failure to store is an internal error (10014), not a success.
-    async fn keep_tokens(
-        &self,
-        faces: &[TokenFace],
-        width: u32,
-        height: u32,
-    ) -> Result<(), FaceError> {
-        let now = unix_now();
-        for f in faces {
+/// Store the faces under their tokens, in one transaction, before the answer names them: a
+/// token_id handed out must resolve later, so a failure to store is an internal error (10014),
+/// not a success.
+async fn keep_tokens(
+    st: &AppState,
+    faces: &[TokenFace],
+    width: u32,
+    height: u32,
+) -> Result<(), ApiError> {
+    let json = faces
+        .iter()
+        .map(|f| {
             let stored = StoredFace {
                 face: Face {
                     mesh: None,
@@ -201,52 +195,46 @@ impl AppState {
                 width,
                 height,
             };
-            let json = serde_json::to_string(&stored).map_err(|e| {
-                FaceError::new(ErrorCode::Internal, format!("serialising a face: {e}"))
-            })?;
-            self.store
-                .put_face_token(&f.token_id, &json, now, self.token_ttl_secs)
-                .await
-                .map_err(|e| {
-                    FaceError::new(
-                        ErrorCode::Internal,
-                        format!("storing token {} failed: {e}", f.token_id),
-                    )
-                })?;
-        }
-        Ok(())
-    }
-
-    async fn load_token(&self, token: &str) -> Result<Analyzed, FaceError> {
-        let token = token.trim();
-        let well_formed = token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit());
-        if !well_formed {
-            return Err(FaceError::new(
-                ErrorCode::InvalidToken,
-                "a token_id is 32 hexadecimal characters",
-            ));
-        }
-        let token = token.to_ascii_lowercase();
-        let stored = self
-            .store
-            .get_face_token(&token, unix_now())
-            .await
-            .map_err(|e| FaceError::new(ErrorCode::Internal, e.to_string()))?
-            .ok_or_else(|| FaceError::new(ErrorCode::InvalidToken, "unknown or expired"))?;
-        let s: StoredFace = serde_json::from_str(&stored)
-            .map_err(|e| FaceError::new(ErrorCode::Internal, format!("stored token: {e}")))?;
-        Ok(Analyzed {
-            width: s.width,
-            height: s.height,
-            orientation: 1,
-            faces: vec![TokenFace {
-                token_id: token,
-                face: s.face,
-            }],
-            timings: Timings::default(),
-            from_token: true,
+            serde_json::to_string(&stored)
+                .map(|j| (f.token_id.as_str(), j))
+                .map_err(|e| ApiError::internal(format!("serialising a face: {e}")))
         })
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows: Vec<(&str, &str)> = json.iter().map(|(t, j)| (*t, j.as_str())).collect();
+    st.store
+        .put_face_tokens(&rows, unix_now(), st.token_ttl_secs())
+        .await
+        .map_err(|e| ApiError::internal(format!("storing {} face tokens failed: {e}", rows.len())))
+}
+
+async fn load_token(st: &AppState, token: &str) -> Result<Analyzed, ApiError> {
+    let token = token.trim();
+    let well_formed = token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit());
+    if !well_formed {
+        return Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "a token_id is 32 hexadecimal characters",
+        ));
     }
+    let token = token.to_ascii_lowercase();
+    let stored = st
+        .store
+        .get_face_token(&token, unix_now())
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "unknown or expired"))?;
+    let s: StoredFace = serde_json::from_str(&stored)
+        .map_err(|e| ApiError::internal(format!("stored token {token}: {e}")))?;
+    Ok(Analyzed {
+        width: s.width,
+        height: s.height,
+        orientation: 1,
+        faces: vec![TokenFace {
+            token_id: token,
+            face: s.face,
+        }],
+        timings: Timings::default(),
+        from_token: true,
+    })
 }
 
 /// Remove the attributes the operator switched off (the field is then omitted on the wire).

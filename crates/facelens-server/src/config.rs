@@ -6,7 +6,7 @@
 //! Every limit the service enforces is a setting here, with its default in [`Config::default`]
 //! and in docs/configuration.md.
 
-use facelens_store::IpNet;
+use facelens_core::net::IpNet;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -45,6 +45,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest image, bytes (the contract: 4 MB), for uploads and URL downloads alike.
     pub max_image_bytes: usize,
+    /// Request body bytes the server holds at once, over all requests (taken before a body is
+    /// read; beyond it a request is answered "busy" and its body discarded as it arrives).
+    /// 0 = derived from the machine: twice `max_body_bytes` per engine slot (workers + queue
+    /// depth), at most a sixteenth of the memory (the cgroup limit in a container).
+    pub max_bytes_in_flight: usize,
     /// Longest side the detector looks at for live photos (the image is not resized for the
     /// per-face stages).
     pub detector_max_side: u32,
@@ -131,6 +136,7 @@ impl Default for Config {
             inference_threads: 0,
             max_body_bytes: 12 * 1024 * 1024,
             max_image_bytes: 4 * 1024 * 1024,
+            max_bytes_in_flight: 0,
             detector_max_side: 640,
             detect_retries: true,
             retain_tokens: true,
@@ -220,6 +226,12 @@ impl Config {
             return Err(invalid(
                 "max_body_bytes",
                 "must be at least max_image_bytes (> 0)",
+            ));
+        }
+        if self.max_bytes_in_flight != 0 && self.max_bytes_in_flight < self.max_body_bytes {
+            return Err(invalid(
+                "max_bytes_in_flight",
+                "must be 0 (derived from the machine) or at least max_body_bytes",
             ));
         }
         if !self.admin_token.is_empty() && self.admin_token.len() < 16 {

@@ -2,9 +2,12 @@
 //!
 //! Inference is CPU-bound and must not run on the async runtime's threads, and an unbounded
 //! queue turns overload into ever-growing latency and memory. So a fixed number of worker
-//! threads (about one per core) take jobs from a channel of fixed capacity; when it is full a
-//! request is told "busy" at once (200217 / HTTP 503 + Retry-After) instead of waiting. A job
-//! that panics is answered with an internal error and the worker carries on.
+//! threads (about one per core) take jobs from a channel of fixed capacity. A request first
+//! takes a [`Slot`] (a worker or a place in the queue); when none is left it is told "busy" at
+//! once (200217 / HTTP 503 + Retry-After) instead of waiting. The slot is taken when the request
+//! is admitted, so busy is decided once, before any quota is reserved, and it is held until the
+//! job ends — even when the client goes away, since the worker still runs it. A job that
+//! panics is answered with an internal error and the worker carries on.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -26,9 +29,25 @@ pub enum EngineError {
     Failed(String),
 }
 
+/// One place in the engine (a worker or a queue position), held from admission until its job
+/// ends; dropping it unused gives the place back.
+#[derive(Debug)]
+#[must_use = "a slot is only useful to run a job with"]
+pub struct Slot {
+    taken: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.taken.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A pool of workers sharing a context `C` (the vision pipeline), behind a bounded queue.
 pub struct Engine<C> {
     tx: SyncSender<Job<C>>,
+    /// Slots held: jobs queued or running, and requests admitted that will queue one.
+    taken: Arc<AtomicUsize>,
     queued: Arc<AtomicUsize>,
     running: Arc<AtomicUsize>,
     workers: usize,
@@ -36,13 +55,15 @@ pub struct Engine<C> {
 }
 
 impl<C: Send + Sync + 'static> Engine<C> {
-    /// Start `workers` threads sharing `pipeline`, with room for `capacity` waiting jobs.
+    /// Start `workers` threads sharing `pipeline`, with room for `capacity` waiting jobs: at
+    /// most `workers + capacity` slots are held at once.
     pub fn start(context: Arc<C>, workers: usize, capacity: usize) -> Self {
-        let (tx, rx) = sync_channel::<Job<C>>(capacity);
+        let workers = workers.max(1);
+        // Room for every slot, so a job with a slot is never refused by the channel.
+        let (tx, rx) = sync_channel::<Job<C>>(workers + capacity);
         let rx = Arc::new(Mutex::new(rx));
         let queued = Arc::new(AtomicUsize::new(0));
         let running = Arc::new(AtomicUsize::new(0));
-        let workers = workers.max(1);
         for i in 0..workers {
             let rx = Arc::clone(&rx);
             let context = Arc::clone(&context);
@@ -57,6 +78,7 @@ impl<C: Send + Sync + 'static> Engine<C> {
         }
         Self {
             tx,
+            taken: Arc::new(AtomicUsize::new(0)),
             queued,
             running,
             workers,
@@ -64,8 +86,22 @@ impl<C: Send + Sync + 'static> Engine<C> {
         }
     }
 
-    /// Queue `f` to run on a worker; `Busy` at once when the queue is full.
-    pub async fn run<R, F>(&self, f: F) -> Result<R, EngineError>
+    /// A slot for one job, or `None` when every worker is busy and the queue is full.
+    pub fn try_slot(&self) -> Option<Slot> {
+        let limit = self.workers + self.capacity;
+        self.taken
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Slot {
+            taken: Arc::clone(&self.taken),
+        })
+    }
+
+    /// Queue `f` to run on a worker in `slot`'s place. The slot goes with the job and is given
+    /// back when the job ends, whether or not this future is still awaited.
+    pub async fn run<R, F>(&self, slot: Slot, f: F) -> Result<R, EngineError>
     where
         R: Send + 'static,
         F: FnOnce(&C) -> R + Send + 'static,
@@ -73,6 +109,7 @@ impl<C: Send + Sync + 'static> Engine<C> {
         let (done_tx, done_rx) = oneshot::channel();
         let job: Job<C> = Box::new(move |p: &C| {
             let out = catch_unwind(AssertUnwindSafe(|| f(p)));
+            drop(slot);
             // The requester may have gone away (client disconnected): nothing to do then.
             let _ = done_tx.send(out.map_err(|panic| panic_message(&panic)));
         });
@@ -113,11 +150,11 @@ impl<C: Send + Sync + 'static> Engine<C> {
         self.capacity
     }
 
-    /// Whether a job queued now would be refused: every queue slot is taken. Handlers ask this
-    /// before reading a request body, so that under overload a refusal costs no upload, no
-    /// parsing and no store lookup (the queue itself still decides at `run`).
+    /// Whether a slot asked for now would be refused. The request path asks this before
+    /// reading a body, so that under overload a refusal costs no upload, no parsing and no
+    /// store lookup ([`Engine::try_slot`] still decides after admission).
     pub fn is_full(&self) -> bool {
-        self.queued() >= self.capacity
+        self.taken.load(Ordering::SeqCst) >= self.workers + self.capacity
     }
 }
 
@@ -156,12 +193,19 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    async fn run<R: Send + 'static>(
+        e: &Engine<u32>,
+        f: impl FnOnce(&u32) -> R + Send + 'static,
+    ) -> Result<R, EngineError> {
+        let slot = e.try_slot().expect("a free slot");
+        e.run(slot, f).await
+    }
+
     #[tokio::test]
     async fn runs_jobs_and_survives_panics() {
         let e = Engine::start(Arc::new(5_u32), 2, 4);
-        assert_eq!(e.run(|c| c * 2).await, Ok(10));
-        let err = e
-            .run(|_| -> u32 { panic!("boom") })
+        assert_eq!(run(&e, |c| c * 2).await, Ok(10));
+        let err = run(&e, |_| -> u32 { panic!("boom") })
             .await
             .expect_err("panicked");
         assert!(
@@ -169,22 +213,25 @@ mod tests {
             "{err}"
         );
         assert_eq!(
-            e.run(|c| c + 1).await,
+            run(&e, |c| c + 1).await,
             Ok(6),
             "the worker survived the panic"
         );
+        assert!(!e.is_full());
     }
 
     #[tokio::test]
-    async fn full_queue_is_busy_at_once() {
-        let e = Arc::new(Engine::start(Arc::new(()), 1, 1));
+    async fn slots_bound_the_work_and_come_back() {
+        // One worker and one queue place: two slots.
+        let e = Arc::new(Engine::start(Arc::new(0_u32), 1, 1));
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let release_rx = Arc::new(Mutex::new(release_rx));
         // Job 1 occupies the worker until released.
         let r = Arc::clone(&release_rx);
         let e1 = Arc::clone(&e);
+        let slot1 = e.try_slot().expect("slot 1");
         let first = tokio::spawn(async move {
-            e1.run(move |_| {
+            e1.run(slot1, move |_| {
                 let _ = r.lock().map(|rx| rx.recv());
             })
             .await
@@ -192,19 +239,56 @@ mod tests {
         while e.running() == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        // Job 2 fills the one queue slot.
+        // A request admitted now holds the queue place before its job is queued.
+        let slot2 = e.try_slot().expect("slot 2");
+        assert!(e.is_full());
+        assert!(e.try_slot().is_none(), "no third slot");
+        // Given back unused (the request failed before its job): the place is free again.
+        drop(slot2);
+        assert!(!e.is_full());
+        let slot2 = e.try_slot().expect("slot 2 again");
         let e2 = Arc::clone(&e);
-        let second = tokio::spawn(async move { e2.run(|_| 2).await });
+        let second = tokio::spawn(async move { e2.run(slot2, |_| 2).await });
         while e.queued() == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        // Job 3 finds the queue full.
-        let t = std::time::Instant::now();
-        assert_eq!(e.run(|_| 3).await, Err(EngineError::Busy));
-        assert!(t.elapsed() < Duration::from_secs(1), "busy is immediate");
+        assert!(e.try_slot().is_none());
         release_tx.send(()).expect("release");
         assert_eq!(first.await.expect("join"), Ok(()));
         assert_eq!(second.await.expect("join"), Ok(2));
         assert_eq!(e.queued(), 0);
+        // Both slots came back with their jobs.
+        assert!(!e.is_full());
+        let a = e.try_slot().expect("a");
+        let b = e.try_slot().expect("b");
+        assert!(e.try_slot().is_none());
+        drop((a, b));
+    }
+
+    #[tokio::test]
+    async fn a_slot_stays_taken_until_its_job_ends_even_if_the_caller_leaves() {
+        let e = Arc::new(Engine::start(Arc::new(0_u32), 1, 0));
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let slot = e.try_slot().expect("slot");
+        let e1 = Arc::clone(&e);
+        let caller = tokio::spawn(async move {
+            e1.run(slot, move |_| {
+                let _ = release_rx.recv();
+            })
+            .await
+        });
+        while e.running() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The client went away: its future is dropped, the worker still runs the job.
+        caller.abort();
+        let _ = caller.await;
+        assert!(e.try_slot().is_none(), "the running job keeps its slot");
+        release_tx.send(()).expect("release");
+        let t = std::time::Instant::now();
+        while e.is_full() {
+            assert!(t.elapsed() < Duration::from_secs(5), "the slot came back");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 }

@@ -21,7 +21,7 @@
 use bytes::BytesMut;
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
-use facelens_store::IpNet;
+use facelens_core::net::IpNet;
 use futures_util::StreamExt;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -1,16 +1,24 @@
-//! Reading a request's fields, whatever way the client sent them, and validating them.
+//! Reading a request's fields, whatever way the client sent them, and the image sources.
 //!
 //! Juhe clients in the wild send the same fields as a form body (the original), a query string,
 //! JSON or multipart; all four end up here as one list of name/value pairs plus, for multipart,
-//! an uploaded file. Validation then follows the contract's table in a fixed order, so a
+//! an uploaded file. Validation then follows each protocol's table in a fixed order, so a
 //! request with several problems always gets the same code.
+//!
+//! Memory: a body is read into one buffer sized by its declared length (no chunk list to
+//! concatenate), under the byte budget the request path took for it ([`crate::budget`]).
+//! Turning that buffer into fields (url-decoding or JSON-parsing megabytes of base64) is CPU
+//! work, so it runs on the blocking pool, never on the threads that answer `/healthz` and every
+//! other connection; the buffer is dropped as soon as the fields hold their copy.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart};
-use axum::http::{Method, Request, header};
+use axum::http::{HeaderMap, Method, Request, header};
 use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
+use http_body_util::BodyExt as _;
 
 /// Most fields a request may carry (form pairs, JSON members or multipart parts).
 pub const MAX_FIELDS: usize = 64;
@@ -20,7 +28,7 @@ pub const MAX_FIELDS: usize = 64;
 pub struct Fields {
     pairs: Vec<(String, String)>,
     /// A file uploaded as multipart (its part name is `image` or `file`).
-    pub file: Option<Vec<u8>>,
+    pub file: Option<Bytes>,
 }
 
 impl Fields {
@@ -35,6 +43,11 @@ impl Fields {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.trim())
             .filter(|v| !v.is_empty())
+    }
+
+    /// Bytes held by the text fields.
+    pub fn text_bytes(&self) -> usize {
+        self.pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
 
     fn push_all(&mut self, more: Vec<(String, String)>) -> Result<(), FaceError> {
@@ -57,17 +70,16 @@ fn malformed(detail: impl Into<String>) -> FaceError {
     FaceError::new(ErrorCode::MalformedRequest, detail)
 }
 
-fn parse_query(q: &str) -> Result<Vec<(String, String)>, FaceError> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-        .map_err(|e| malformed(format!("query string: {e}")))
+fn parse_query(q: &[u8]) -> Result<Vec<(String, String)>, FaceError> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(q)
+        .map_err(|e| malformed(format!("form or query string: {e}")))
 }
 
 /// Read and discard a request body the answer does not need (a busy refusal), up to
-/// `max_body` bytes and within the body deadline. Answering without reading it would make the
-/// server close the connection with the client still sending, and the client would see a
-/// broken pipe instead of the answer; reading without parsing costs little.
+/// `max_body` bytes and within the body deadline, keeping none of it. Answering without reading
+/// it would make the server close the connection with the client still sending, and the client
+/// would see a reset instead of the answer; reading without keeping costs no memory.
 pub async fn drain(body: Body, max_body: usize) {
-    use http_body_util::BodyExt as _;
     let mut body = body;
     let mut seen = 0usize;
     while let Some(Ok(frame)) = body.frame().await {
@@ -80,33 +92,44 @@ pub async fn drain(body: Body, max_body: usize) {
     }
 }
 
-/// The declared body length, when the client declared one over `max_body`: refused before a
-/// byte of the body is buffered.
-fn declared_too_long(req: &Request<Body>, max_body: usize) -> Option<FaceError> {
-    let declared = req
-        .headers()
+/// Whether the client waits for `100 Continue` before it sends its body: then a refusal is
+/// answered without reading the body, which the client will not send.
+pub fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+}
+
+/// The body length the client declared, if it declared one.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
         .trim()
         .parse::<u64>()
-        .ok()?;
-    (declared > max_body as u64).then(|| {
-        FaceError::new(
-            ErrorCode::ImageTooLarge,
-            format!("the request body ({declared} bytes) is over {max_body} bytes"),
-        )
-    })
+        .ok()
 }
 
-/// Read every field of `req`: the query string, then the body by its content type.
-pub async fn read_fields(req: Request<Body>, max_body: usize) -> Result<Fields, FaceError> {
-    if let Some(e) = declared_too_long(&req, max_body) {
-        return Err(e);
+/// Refused before a byte is read: a declared body over `max_body`.
+pub fn check_declared(headers: &HeaderMap, max_body: usize) -> Result<(), FaceError> {
+    match declared_length(headers) {
+        Some(n) if n > max_body as u64 => Err(FaceError::new(
+            ErrorCode::ImageTooLarge,
+            format!("the request body ({n} bytes) is over {max_body} bytes"),
+        )),
+        _ => Ok(()),
     }
+}
+
+/// Read every field of `req`: the query string, then the body by its content type. Form and
+/// JSON bodies are parsed on the blocking pool.
+pub async fn read_fields(req: Request<Body>, max_body: usize) -> Result<Fields, FaceError> {
+    check_declared(req.headers(), max_body)?;
     let mut fields = Fields::default();
     if let Some(q) = req.uri().query() {
-        fields.push_all(parse_query(q)?)?;
+        fields.push_all(parse_query(q.as_bytes())?)?;
     }
     if req.method() == Method::GET || req.method() == Method::HEAD {
         return Ok(fields);
@@ -121,18 +144,53 @@ pub async fn read_fields(req: Request<Body>, max_body: usize) -> Result<Fields, 
         read_multipart(req, max_body, &mut fields).await?;
         return Ok(fields);
     }
-    let body = axum::body::to_bytes(req.into_body(), max_body)
-        .await
-        .map_err(|e| body_error(&e, max_body))?;
+    let declared = declared_length(req.headers());
+    let body = read_body(req.into_body(), declared, max_body).await?;
     if body.is_empty() {
         return Ok(fields);
     }
+    tokio::task::spawn_blocking(move || {
+        parse_body(&ctype, &body, &mut fields)?;
+        Ok(fields)
+    })
+    .await
+    .map_err(|e| malformed(format!("parsing the body was interrupted: {e}")))?
+}
+
+/// The whole body in one buffer, at most `max_body` bytes.
+async fn read_body(body: Body, declared: Option<u64>, max_body: usize) -> Result<Bytes, FaceError> {
+    let too_big = || {
+        FaceError::new(
+            ErrorCode::ImageTooLarge,
+            format!("the request body is over {max_body} bytes"),
+        )
+    };
+    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(max_body).min(max_body));
+    let mut buf = BytesMut::with_capacity(capacity);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(&e, max_body))?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > max_body {
+                return Err(too_big());
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Form (the default without a content type) or JSON fields from a body.
+fn parse_body(ctype: &str, body: &[u8], fields: &mut Fields) -> Result<(), FaceError> {
     if ctype.starts_with("application/json") || (ctype.is_empty() && body.first() == Some(&b'{')) {
-        let v: serde_json::Value = serde_json::from_slice(&body)
+        let v: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| malformed(format!("the body is not valid JSON: {e}")))?;
         let serde_json::Value::Object(map) = v else {
             return Err(malformed("the JSON body must be an object"));
         };
+        if map.len() > MAX_FIELDS {
+            return Err(malformed(format!("more than {MAX_FIELDS} fields")));
+        }
         let mut pairs = Vec::with_capacity(map.len());
         for (k, v) in map {
             let s = match v {
@@ -144,14 +202,14 @@ pub async fn read_fields(req: Request<Body>, max_body: usize) -> Result<Fields, 
             };
             pairs.push((k, s));
         }
-        fields.push_all(pairs)?;
+        fields.push_all(pairs)
     } else {
         // application/x-www-form-urlencoded, and what clients send without a content type.
-        let text =
-            std::str::from_utf8(&body).map_err(|_| malformed("the form body is not UTF-8 text"))?;
-        fields.push_all(parse_query(text)?)?;
+        if std::str::from_utf8(body).is_err() {
+            return Err(malformed("the form body is not UTF-8 text"));
+        }
+        fields.push_all(parse_query(body)?)
     }
-    Ok(fields)
 }
 
 fn body_error(e: &axum::Error, max_body: usize) -> FaceError {
@@ -196,10 +254,12 @@ async fn read_multipart(
             if fields.file.is_some() {
                 return Err(malformed("more than one file uploaded"));
             }
-            fields.file = Some(data.to_vec());
+            fields.file = Some(data);
         } else {
-            let value = String::from_utf8(data.to_vec())
-                .map_err(|_| malformed(format!("field {name:?} is not UTF-8 text")))?;
+            let value = std::str::from_utf8(&data)
+                .map_err(|_| malformed(format!("field {name:?} is not UTF-8 text")))?
+                .to_owned();
+            drop(data);
             fields.push_all(vec![(name, value)])?;
         }
     }
@@ -221,7 +281,7 @@ fn multipart_error(e: &axum::extract::multipart::MultipartError, max_body: usize
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSource {
     /// The file's bytes (base64 decoded, or uploaded).
-    Bytes(Vec<u8>),
+    Bytes(Bytes),
     /// `image_type=2`.
     Url(String),
     /// `image_type=3`.
@@ -265,72 +325,7 @@ impl FaceType {
     }
 }
 
-/// A validated `/faceDetect/index` request (the key is checked separately, first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JuheParams {
-    pub source: ImageSource,
-    pub face_num: usize,
-    pub face_type: FaceType,
-}
-
-/// Validate the contract's fields, in the documented order: image present, face_num,
-/// face_type, image_type, then the image itself (size, base64).
-pub fn juhe_params(f: &Fields, max_image_bytes: usize) -> Result<JuheParams, FaceError> {
-    let image = f.get("image");
-    if image.is_none() && f.file.is_none() {
-        return Err(FaceError::new(
-            ErrorCode::MissingParameter,
-            "image is missing or empty",
-        ));
-    }
-    let face_num = match f.get("face_num") {
-        None => 1,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=10).contains(n))
-            .ok_or_else(|| FaceError::new(ErrorCode::InvalidFaceNum, format!("face_num={s:?}")))?,
-    };
-    let face_type = match f.get("face_type") {
-        None => FaceType::Live,
-        Some(s) => FaceType::from_number(s).ok_or_else(|| {
-            FaceError::new(ErrorCode::InvalidFaceType, format!("face_type={s:?}"))
-        })?,
-    };
-    let image_type = match f.get("image_type") {
-        None => 1,
-        Some(s) => s
-            .parse::<u8>()
-            .ok()
-            .filter(|n| (1..=3).contains(n))
-            .ok_or_else(|| {
-                FaceError::new(ErrorCode::InvalidImageType, format!("image_type={s:?}"))
-            })?,
-    };
-    let source = match (image_type, image, &f.file) {
-        // An uploaded file is the image whatever image_type says about `image`.
-        (_, _, Some(bytes)) => {
-            check_image_size(bytes.len(), max_image_bytes)?;
-            ImageSource::Bytes(bytes.clone())
-        }
-        (1, Some(b64), None) => ImageSource::Bytes(decode_base64(b64, max_image_bytes)?),
-        (2, Some(url), None) => ImageSource::Url(url.to_string()),
-        (3, Some(tok), None) => ImageSource::Token(tok.to_string()),
-        _ => {
-            return Err(FaceError::new(
-                ErrorCode::MissingParameter,
-                "image is missing or empty",
-            ));
-        }
-    };
-    Ok(JuheParams {
-        source,
-        face_num,
-        face_type,
-    })
-}
-
-fn check_image_size(len: usize, max: usize) -> Result<(), FaceError> {
+pub fn check_image_size(len: usize, max: usize) -> Result<(), FaceError> {
     if len > max {
         return Err(FaceError::new(
             ErrorCode::ImageTooLarge,
@@ -405,51 +400,6 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
         )
-    }
-
-    #[test]
-    fn defaults_and_ranges() {
-        let p = juhe_params(&fields(&[("image", "aGVsbG8=")]), 100).expect("ok");
-        assert_eq!(p.face_num, 1);
-        assert_eq!(p.face_type, FaceType::Live);
-        assert_eq!(p.source, ImageSource::Bytes(b"hello".to_vec()));
-        for (k, v, code) in [
-            ("face_num", "0", ErrorCode::InvalidFaceNum),
-            ("face_num", "11", ErrorCode::InvalidFaceNum),
-            ("face_num", "two", ErrorCode::InvalidFaceNum),
-            ("face_num", "-1", ErrorCode::InvalidFaceNum),
-            ("face_type", "5", ErrorCode::InvalidFaceType),
-            ("face_type", "LIVE", ErrorCode::InvalidFaceType),
-            ("image_type", "4", ErrorCode::InvalidImageType),
-            ("image_type", "0", ErrorCode::InvalidImageType),
-        ] {
-            let err =
-                juhe_params(&fields(&[("image", "aGVsbG8="), (k, v)]), 100).expect_err("refused");
-            assert_eq!(err.code, code, "{k}={v}");
-        }
-        let p = juhe_params(
-            &fields(&[
-                ("image", "http://x/y.jpg"),
-                ("image_type", "2"),
-                ("face_num", "10"),
-            ]),
-            100,
-        )
-        .expect("ok");
-        assert_eq!(p.source, ImageSource::Url("http://x/y.jpg".into()));
-        assert_eq!(p.face_num, 10);
-    }
-
-    #[test]
-    fn missing_image() {
-        for f in [
-            fields(&[]),
-            fields(&[("image", "  ")]),
-            fields(&[("img", "x")]),
-        ] {
-            let err = juhe_params(&f, 100).expect_err("missing");
-            assert_eq!(err.code, ErrorCode::MissingParameter);
-        }
     }
 
     #[test]

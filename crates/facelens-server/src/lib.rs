@@ -1,30 +1,42 @@
 //! The Facelens HTTP service.
 //!
-//! A thin router over the core: handlers read a request, ask [`access`] whether the caller may
-//! proceed, hand the image to the bounded inference queue ([`engine`]) through [`analyze`],
-//! and shape the answer — the contract's envelope on `/faceDetect/index` (always HTTP 200, the
-//! code in the body, like the original) or the native JSON with real HTTP statuses on
-//! `/v1/detect`. Everything that can go wrong maps to one row of the error table in
-//! facelens-core.
+//! A thin router over the core, text-embeddings-inference style: every detection protocol —
+//! the contract's envelope on `/faceDetect/index` (always HTTP 200, the code in the body, like
+//! the original), the native JSON with real HTTP statuses on `/v1/detect`, and Baidu's v3 API —
+//! is a [`request::Protocol`], and one handler ([`request::handle`]) does what they share:
+//! room in the byte budget and the engine, reading the body, admission ([`access`]), the
+//! analysis on the bounded queue ([`engine`], [`analyze`]) and settling the quota. Everything
+//! that can go wrong maps to one row of the error table in facelens-core ([`error`]).
+//!
+//! Module map: [`state`] (what requests share), [`router`] (routes and middleware),
+//! [`server`] and [`conn`] (the listener and its limits), [`input`] (fields and image
+//! sources), [`budget`] (bytes in flight), [`fetch`] (SSRF-safe URL download), [`config`].
 
 pub mod access;
 mod admin;
 pub mod analyze;
 pub mod baidu;
+pub mod budget;
 pub mod config;
 pub mod conn;
 pub mod engine;
+pub mod error;
 pub mod fetch;
 pub mod input;
-mod juhe_api;
+pub mod juhe;
 mod metrics;
-mod native;
+pub mod native;
 pub mod openapi;
+pub mod request;
+pub mod router;
 mod server;
+pub mod state;
 mod web;
 
 pub use config::Config;
-pub use server::{AppState, Server, router, store_options};
+pub use router::router;
+pub use server::{Server, store_options};
+pub use state::AppState;
 
 /// The API name of the Juhe endpoint, as keys' allowed-API lists spell it.
 pub const API_FACE_DETECT: &str = "faceDetect";

@@ -7,7 +7,7 @@
 //! being mirrored. Labels are route templates and codes only (never raw paths, keys or
 //! addresses), so their number stays bounded whatever clients send.
 
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -235,7 +235,17 @@ fn render(st: &AppState) -> String {
         );
         let _ = writeln!(out, "facelens_analyses_total {}", r.analyses);
     }
-    let gauges: [(&str, &str, usize); 4] = [
+    let gauges: [(&str, &str, usize); 6] = [
+        (
+            "facelens_request_bytes_in_flight",
+            "Request body bytes held now (the byte budget in use).",
+            st.budget.used(),
+        ),
+        (
+            "facelens_request_bytes_in_flight_limit",
+            "The byte budget: request body bytes that may be held at once.",
+            st.budget.limit(),
+        ),
         (
             "facelens_inference_queue_depth",
             "Requests waiting for an inference worker.",
@@ -261,6 +271,17 @@ fn render(st: &AppState) -> String {
         family(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {v}");
     }
+    family(
+        &mut out,
+        "facelens_request_bytes_refused_total",
+        "counter",
+        "Requests answered busy because the byte budget could not take their body.",
+    );
+    let _ = writeln!(
+        out,
+        "facelens_request_bytes_refused_total {}",
+        st.budget.refused()
+    );
     {
         use std::sync::atomic::Ordering::Relaxed;
         family(

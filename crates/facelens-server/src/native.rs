@@ -9,20 +9,19 @@
 //! "mesh"}` or multipart with a `file` part and the same fields. The key comes from
 //! `Authorization: Bearer <key>`, `X-Api-Key`, or a `key` field.
 
-use crate::API_NATIVE_DETECT;
-use crate::analyze::Analyzed;
+use crate::analyze::{Analyzed, Plan};
+use crate::config::Config;
+use crate::error::ApiError;
 use crate::input::FaceType;
-use crate::input::{Fields, ImageSource, decode_base64, read_fields};
-use crate::server::{AnsweredCode, AppState, RequestId};
-use axum::extract::{ConnectInfo, Request, State};
+use crate::input::{Fields, ImageSource, decode_base64};
+use crate::request::{Ctx, Protocol};
+use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
 use facelens_core::types::{Face, Timings};
 use serde::Serialize;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// Most faces the native API returns per image.
 pub const MAX_FACES: usize = 100;
@@ -82,6 +81,70 @@ struct NativeParams {
     mesh: bool,
 }
 
+/// The native API.
+pub struct Native;
+
+/// A native success, before the request id is added.
+pub struct NativeAnswer(Analyzed);
+
+impl Protocol for Native {
+    const API: &'static str = crate::API_NATIVE_DETECT;
+    type Params = ();
+    type Answer = NativeAnswer;
+    type Error = ApiError;
+
+    fn api_error(e: &ApiError) -> &ApiError {
+        e
+    }
+
+    fn key<'a>(fields: &'a Fields, headers: &'a HeaderMap) -> Option<&'a str> {
+        key_from_headers(headers).or_else(|| fields.get("key"))
+    }
+
+    fn parse(fields: &Fields, cfg: &Config) -> Result<((), Plan), ApiError> {
+        let p = native_params(fields, cfg.max_image_bytes)?;
+        Ok((
+            (),
+            Plan {
+                source: p.source,
+                face_type: p.face_type,
+                max_faces: p.max_faces,
+                mesh: p.mesh,
+            },
+        ))
+    }
+
+    /// No face is a success with an empty list here, recorded as 200216 in the usage.
+    fn conclude(_: (), a: Analyzed) -> Result<(NativeAnswer, Option<ErrorCode>), ApiError> {
+        let usage = a.faces.is_empty().then_some(ErrorCode::NoFace);
+        Ok((NativeAnswer(a), usage))
+    }
+
+    fn render(NativeAnswer(a): NativeAnswer, _: &AppState, ctx: &Ctx) -> Response {
+        let body = NativeResponse {
+            request_id: ctx.request_id.clone(),
+            width: a.width,
+            height: a.height,
+            orientation: a.orientation,
+            faces: a
+                .faces
+                .into_iter()
+                .map(|f| NativeFace {
+                    token_id: f.token_id,
+                    face: f.face,
+                })
+                .collect(),
+            from_token: a.from_token,
+            timings: a.timings,
+        };
+        (StatusCode::OK, axum::Json(body)).into_response()
+    }
+
+    fn render_error(e: &ApiError, _: &AppState, ctx: &Ctx) -> Response {
+        error_response(e, &ctx.request_id)
+    }
+}
+
 fn bad(code: ErrorCode, detail: impl Into<String>) -> FaceError {
     FaceError::new(code, detail)
 }
@@ -130,7 +193,7 @@ fn native_params(f: &Fields, max_image_bytes: usize) -> Result<NativeParams, Fac
         }
         ImageSource::Bytes(bytes.clone())
     } else if let Some(b64) = f.get("image") {
-        ImageSource::Bytes(decode_base64(b64, max_image_bytes)?)
+        ImageSource::Bytes(decode_base64(b64, max_image_bytes)?.into())
     } else if let Some(url) = f.get("url") {
         ImageSource::Url(url.to_string())
     } else if let Some(tok) = f.get("token") {
@@ -149,136 +212,36 @@ fn native_params(f: &Fields, max_image_bytes: usize) -> Result<NativeParams, Fac
     })
 }
 
-fn key_from_headers(h: &HeaderMap) -> Option<String> {
+fn key_from_headers(h: &HeaderMap) -> Option<&str> {
     if let Some(auth) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
         && let Some(k) = auth.strip_prefix("Bearer ")
     {
-        return Some(k.trim().to_string());
+        return Some(k.trim());
     }
     h.get("x-api-key")
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string())
+        .map(str::trim)
 }
 
-/// `POST /v1/detect`.
-#[utoipa::path(
-    post,
-    path = "/v1/detect",
-    tag = "native",
-    request_body(content = crate::openapi::NativeRequest, description = "JSON (or multipart with a `file` part and the same fields)"),
-    responses(
-        (status = 200, description = "Faces found (possibly none)", body = NativeResponse),
-        (status = 400, description = "Invalid parameters", body = NativeError),
-        (status = 401, description = "Unknown key", body = NativeError),
-        (status = 403, description = "Key or source refused", body = NativeError),
-        (status = 404, description = "Unknown or expired token", body = NativeError),
-        (status = 413, description = "Image too large", body = NativeError),
-        (status = 415, description = "Not a jpg, png or bmp", body = NativeError),
-        (status = 422, description = "Corrupt image, bad dimensions, URL refused or failed", body = NativeError),
-        (status = 429, description = "Rate or quota exceeded", body = NativeError),
-        (status = 503, description = "Busy (with Retry-After), maintenance or disabled", body = NativeError),
-    ),
-    security((), ("bearer" = []))
-)]
-pub async fn detect(
-    State(st): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    if let Err(e) = st.refuse_if_busy() {
-        crate::input::drain(req.into_body(), st.max_body_bytes).await;
-        return error_response(&e, &request_id);
-    }
-    let caller = st.caller(peer, req.headers());
-    let header_key = key_from_headers(req.headers());
-    let fields = match read_fields(req, st.max_body_bytes).await {
-        Ok(f) => f,
-        Err(e) => return error_response(&e, &request_id),
-    };
-    let key = header_key.or_else(|| fields.get("key").map(str::to_string));
-    let admission = match st
-        .gate
-        .admit(
-            API_NATIVE_DETECT,
-            key.as_deref(),
-            fields.get("openid"),
-            &caller,
-        )
-        .await
-    {
-        Ok(a) => a,
-        Err(e) => return error_response(&e, &request_id),
-    };
-    let outcome: Result<(Analyzed, bool), FaceError> = async {
-        let p = native_params(&fields, st.max_image_bytes)?;
-        let mut opts = st.options_for(p.face_type, p.max_faces);
-        opts.include_mesh = p.mesh;
-        Ok((st.analyze(p.source, opts).await?, p.mesh))
-    }
-    .await;
-    match outcome {
-        Ok((a, _mesh)) => {
-            let code = if a.faces.is_empty() {
-                Some(ErrorCode::NoFace)
-            } else {
-                None
-            };
-            if let Err(e) = admission.finish(code).await {
-                return error_response(&e, &request_id);
-            }
-            let body = NativeResponse {
-                request_id,
-                width: a.width,
-                height: a.height,
-                orientation: a.orientation,
-                faces: a
-                    .faces
-                    .into_iter()
-                    .map(|f| NativeFace {
-                        token_id: f.token_id,
-                        face: f.face,
-                    })
-                    .collect(),
-                from_token: a.from_token,
-                timings: a.timings,
-            };
-            let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
-            resp.extensions_mut().insert(AnsweredCode(0));
-            resp
-        }
-        Err(e) => {
-            admission.fail(e.code).await;
-            error_response(&e, &request_id)
-        }
-    }
-}
-
-/// The native error answer: HTTP status and body from the error table.
-pub fn error_response(e: &FaceError, request_id: &str) -> Response {
-    if e.code == ErrorCode::Internal {
-        tracing::error!(request_id, "internal error: {}", e.detail);
-    }
+/// The native error answer: HTTP status and body from the error table (an internal failure's
+/// cause stays in the log; the body names the request id).
+pub fn error_response(e: &ApiError, request_id: &str) -> Response {
+    let code = e.code();
     let status =
-        StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = NativeError {
         error: ErrorBody {
-            code: e.code.code(),
-            slug: e.code.slug().to_string(),
-            message: e.code.english().to_string(),
-            detail: e.detail.clone(),
+            code: code.code(),
+            slug: code.slug().to_string(),
+            message: code.english().to_string(),
+            detail: e.public_detail(request_id),
         },
         request_id: request_id.to_string(),
     };
     let mut resp = (status, axum::Json(body)).into_response();
-    if e.code == ErrorCode::Busy {
+    if code == ErrorCode::Busy {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
-    resp.extensions_mut().insert(AnsweredCode(e.code.code()));
     resp
 }

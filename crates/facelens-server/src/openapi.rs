@@ -1,9 +1,13 @@
-//! `GET /openapi.json`, generated from the handlers' annotations and the schema types below.
+//! `GET /openapi.json`, generated from the path descriptions and the schema types below.
+//!
+//! The descriptions live here, not on the handlers, so that the document depends on the
+//! protocols' answer types and nothing depends on the document.
 //!
 //! The contract's wire types live in facelens-core, which stays free of HTTP concerns; the
 //! schema types here describe them for the document, and an integration test checks that
 //! every field a real response carries is described.
 
+use crate::native::{NativeError, NativeResponse};
 use axum::Json;
 use axum::response::IntoResponse;
 use utoipa::{OpenApi, ToSchema};
@@ -303,6 +307,41 @@ pub struct OAuthTokenResponse {
     pub session_secret: String,
 }
 
+/// The contract's endpoint (`GET|POST /faceDetect/index`).
+#[utoipa::path(
+    post,
+    path = "/faceDetect/index",
+    tag = "contract",
+    request_body(content = JuheRequest, content_type = "application/x-www-form-urlencoded",
+        description = "The contract's fields; also accepted as a GET query, JSON or multipart"),
+    responses((status = 200, description = "Always 200: success or an error code in the body", body = JuheResponse))
+)]
+#[allow(dead_code)]
+fn face_detect_doc() {}
+
+/// The native API (`POST /v1/detect`).
+#[utoipa::path(
+    post,
+    path = "/v1/detect",
+    tag = "native",
+    request_body(content = NativeRequest, description = "JSON (or multipart with a `file` part and the same fields)"),
+    responses(
+        (status = 200, description = "Faces found (possibly none)", body = NativeResponse),
+        (status = 400, description = "Invalid parameters", body = NativeError),
+        (status = 401, description = "Unknown key", body = NativeError),
+        (status = 403, description = "Key or source refused", body = NativeError),
+        (status = 404, description = "Unknown or expired token", body = NativeError),
+        (status = 413, description = "Image too large", body = NativeError),
+        (status = 415, description = "Not a jpg, png or bmp", body = NativeError),
+        (status = 422, description = "Corrupt image, bad dimensions, URL refused or failed", body = NativeError),
+        (status = 429, description = "Rate or quota exceeded", body = NativeError),
+        (status = 503, description = "Busy (with Retry-After), maintenance or disabled", body = NativeError),
+    ),
+    security((), ("bearer" = []))
+)]
+#[allow(dead_code)]
+fn native_detect_doc() {}
+
 /// Baidu Face Detect v3, for Baidu's SDKs: the Juhe endpoint's gate and analysis behind
 /// Baidu's fields and codes.
 #[utoipa::path(post, path = "/rest/2.0/face/v3/detect", tag = "baidu",
@@ -336,8 +375,8 @@ fn oauth_token_doc() {}
         description = "Offline face detection and face attributes: the Juhe faceDetect contract and a native API."
     ),
     paths(
-        crate::juhe_api::face_detect,
-        crate::native::detect,
+        face_detect_doc,
+        native_detect_doc,
         baidu_detect_doc,
         oauth_token_doc,
         healthz_doc,
@@ -347,8 +386,8 @@ fn oauth_token_doc() {}
         JuheRequest,
         JuheResponse,
         NativeRequest,
-        crate::native::NativeResponse,
-        crate::native::NativeError,
+        NativeResponse,
+        NativeError,
         BaiduDetectRequest,
         BaiduResponse,
         OAuthTokenRequest,

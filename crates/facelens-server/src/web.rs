@@ -7,7 +7,7 @@
 //! and styles only from this server, no inline code): the page shows untrusted API output and
 //! a key typed by the user, and nothing else may run beside it.
 
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -68,3 +68,9 @@ impl StoreError {
         StoreError::Corrupt(msg.into())
     }
 }
+
+impl From<facelens_core::net::NetParseError> for StoreError {
+    fn from(e: facelens_core::net::NetParseError) -> Self {
+        StoreError::Invalid(e.0)
+    }
+}

@@ -20,15 +20,14 @@
 //!
 //! # Serving a request
 //!
-//! 1. [`RateLimiter::check_ip`] → 10011 when limited.
-//! 2. [`check_key`] → the key, or 10020/10021/10008/10001/10009/10005/10003/10002/10007/10004
-//!    (order and reasons in [`check`]).
-//! 3. Validate the request's parameters (refusals do not touch the quota).
-//! 4. [`Store::reserve`] → a [`Ticket`], or a [`LimitHit`] → 10012 / 10013
-//!    (record it with [`Store::record_usage`] so refusals show in the usage report).
-//! 5. Do the work, then [`Store::finish`] with the outcome: it records usage by code and gives
-//!    the unit back unless the outcome counts ([`counts_against_quota`]: success and "no face
-//!    found" count; parameter, image, download and internal errors do not).
+//! [`Gate`] is the admission policy the service runs for every request, in one documented
+//! order ([`admission`]): the per-IP rate ([`RateLimiter::check_ip`], 10011), the API switch
+//! and banned addresses, the key's standing (10001 … 10004), then one unit of quota
+//! ([`Store::reserve`] → a [`Ticket`], or a [`LimitHit`] → 10012 / 10013). Refusals of a known
+//! key are recorded in its usage. The caller then does the work and calls [`Store::finish`]
+//! with the outcome: it records usage by code and gives the unit back unless the outcome
+//! counts ([`counts_against_quota`]: success and "no face found" count; parameter, image,
+//! download and internal errors do not).
 //!
 //! # Why a reservation makes quotas exact
 //!
@@ -65,7 +64,7 @@
 //! TTL the caller passes (the service's default is 72 h); [`Store::purge_expired`] deletes them
 //! and quota counters older than yesterday.
 
-pub mod check;
+pub mod admission;
 pub mod error;
 pub mod model;
 pub mod net;
@@ -78,10 +77,10 @@ pub mod store;
 
 use std::sync::Arc;
 
-pub use check::{CheckError, KeyCheck, check_key, check_key_record};
+pub use admission::{Gate, KeyCheck, Refusal, check_key_record};
 pub use error::StoreError;
+pub use facelens_core::net::IpNet;
 pub use model::*;
-pub use net::IpNet;
 pub use postgres::PostgresStore;
 pub use ratelimit::{
     Gcra, MemoryRateLimiter, RateDecision, RateLimiter, RedisRateLimiter, ip_bucket,

@@ -7,7 +7,8 @@ use facelens_core::error::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::net::{IpNet, validate_referer_pattern};
+use crate::net::validate_referer_pattern;
+use facelens_core::net::IpNet;
 
 /// Seconds since the Unix epoch. Every store call takes `now` explicitly so that tests (and a
 /// server that wants one clock per request) control time.

@@ -399,7 +399,7 @@ macro_rules! impl_sql_store {
 
             async fn ban_ip(
                 &self,
-                net: crate::net::IpNet,
+                net: facelens_core::net::IpNet,
                 reason: Option<&str>,
                 now: crate::model::UnixTime,
             ) -> Result<(), crate::error::StoreError> {
@@ -418,7 +418,7 @@ macro_rules! impl_sql_store {
 
             async fn unban_ip(
                 &self,
-                net: crate::net::IpNet,
+                net: facelens_core::net::IpNet,
             ) -> Result<bool, crate::error::StoreError> {
                 let _guard = self.write_guard().await;
                 let n = sqlx::query(crate::sql::UNBAN_IP)
@@ -454,9 +454,9 @@ macro_rules! impl_sql_store {
             async fn banned_candidates(
                 &self,
                 ip: std::net::IpAddr,
-            ) -> Result<Vec<crate::net::IpNet>, crate::error::StoreError> {
+            ) -> Result<Vec<facelens_core::net::IpNet>, crate::error::StoreError> {
                 use crate::error::StoreError;
-                let key = crate::net::ip16(ip);
+                let key = facelens_core::net::ip16(ip);
                 let nets: Vec<String> = sqlx::query_scalar(crate::sql::BANNED_CANDIDATES)
                     .bind(&key[..])
                     .fetch_all(&self.pool)
@@ -709,23 +709,30 @@ macro_rules! impl_sql_store {
                     .collect()
             }
 
-            async fn put_face_token(
+            async fn put_face_tokens(
                 &self,
-                token_id: &str,
-                result_json: &str,
+                tokens: &[(&str, &str)],
                 now: crate::model::UnixTime,
                 ttl_secs: i64,
             ) -> Result<(), crate::error::StoreError> {
-                crate::store::check_token_id(token_id)?;
+                for (token_id, _) in tokens {
+                    crate::store::check_token_id(token_id)?;
+                }
+                if tokens.is_empty() {
+                    return Ok(());
+                }
                 let expires_at = now.saturating_add(ttl_secs.max(0));
-                let _guard = self.write_guard().await;
-                sqlx::query(crate::sql::PUT_TOKEN)
-                    .bind(token_id)
-                    .bind(result_json)
-                    .bind(now)
-                    .bind(expires_at)
-                    .execute(&self.pool)
-                    .await?;
+                let (_guard, mut tx) = self.begin_write().await?;
+                for (token_id, result_json) in tokens {
+                    sqlx::query(crate::sql::PUT_TOKEN)
+                        .bind(*token_id)
+                        .bind(*result_json)
+                        .bind(now)
+                        .bind(expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 

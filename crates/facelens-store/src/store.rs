@@ -7,8 +7,8 @@ use facelens_core::error::ErrorCode;
 
 use crate::error::StoreError;
 use crate::model::*;
-use crate::net::IpNet;
 use crate::secret::{SecretKey, ct_eq, hash_key, key_hint, normalize_key};
+use facelens_core::net::IpNet;
 
 /// Which database is behind a [`Store`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,12 +212,13 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- face tokens ----
 
-    /// Store a face result under `token_id` for `ttl_secs`. Idempotent: putting the same token
-    /// again keeps one row and extends its expiry (never shortens it).
-    async fn put_face_token(
+    /// Store each face result under its token for `ttl_secs`, all in one transaction (the
+    /// faces of one request are kept together or not at all). Idempotent: putting a token
+    /// again keeps one row and extends its expiry (never shortens it). Every token id is
+    /// checked before anything is written.
+    async fn put_face_tokens(
         &self,
-        token_id: &str,
-        result_json: &str,
+        tokens: &[(&str, &str)],
         now: UnixTime,
         ttl_secs: i64,
     ) -> Result<(), StoreError>;

@@ -385,8 +385,31 @@ async fn key_updates_and_validation(env: &Env) {
     ));
 }
 
-fn req<'a>(key: &'a str, ip: &str) -> KeyCheck<'a> {
-    KeyCheck {
+/// A request at the door: the key it presents and what the key check reads.
+#[derive(Clone, Copy)]
+struct Req<'a> {
+    key: &'a str,
+    api: &'a str,
+    ip: IpAddr,
+    referer: Option<&'a str>,
+    openid: Option<&'a str>,
+    now: UnixTime,
+}
+
+impl<'a> Req<'a> {
+    fn check(&self) -> KeyCheck<'a> {
+        KeyCheck {
+            api: self.api,
+            ip: self.ip,
+            referer: self.referer,
+            openid: self.openid,
+            now: self.now,
+        }
+    }
+}
+
+fn req<'a>(key: &'a str, ip: &str) -> Req<'a> {
+    Req {
         key,
         api: "faceDetect",
         ip: self::ip(ip),
@@ -396,33 +419,83 @@ fn req<'a>(key: &'a str, ip: &str) -> KeyCheck<'a> {
     }
 }
 
-async fn code_of(s: &dyn Store, r: &KeyCheck<'_>) -> Option<ErrorCode> {
-    match check_key(s, r).await {
-        Ok(_) => None,
-        Err(CheckError::Refused(c)) => Some(c),
-        Err(e) => panic!("store failure: {e}"),
+/// The gate the service runs, over this environment's main store.
+fn gate(env: &Env, limiter: Option<Arc<dyn RateLimiter>>) -> Gate {
+    Gate {
+        store: Arc::clone(&env.stores[0]),
+        limiter,
+        require_key: true,
     }
+}
+
+/// Run the service's admission for `r`: `None` when admitted (the unit reserved is released
+/// again), else the code it was refused with.
+async fn admit_code(g: &Gate, r: &Req<'_>) -> Option<ErrorCode> {
+    match g.admit(Some(r.key), &r.check()).await {
+        Ok(Some(ticket)) => {
+            g.store.release(ticket).await.expect("release");
+            None
+        }
+        Ok(None) => panic!("a gate that requires keys admitted without a ticket"),
+        Err(Refusal::Store(e)) => panic!("store failure: {e}"),
+        Err(refusal) => Some(refusal.code()),
+    }
+}
+
+async fn code_of(env: &Env, r: &Req<'_>) -> Option<ErrorCode> {
+    admit_code(&gate(env, None), r).await
 }
 
 async fn key_check_codes(env: &Env) {
     let s = env.store();
     let (plain, plain_s) = create(s, NewKey::default()).await;
-    let ok = check_key(s, &req(&plain_s, "1.1.1.1"))
-        .await
-        .expect("passes");
-    assert_eq!(ok.id, plain.id);
+    let g = gate(env, None);
+    let r = req(&plain_s, "1.1.1.1");
+    let ticket = g.admit(Some(&plain_s), &r.check()).await.expect("passes");
+    let ticket = ticket.expect("a ticket");
+    assert_eq!(ticket.key_id, plain.id);
+    s.release(ticket).await.expect("release");
+
+    // 10012: the daily and the total limit are told apart (the Baidu API answers 17 / 19).
+    for (quota, hit) in [
+        (
+            NewKey {
+                daily_quota: Some(1),
+                ..NewKey::default()
+            },
+            LimitHit::Daily,
+        ),
+        (
+            NewKey {
+                total_quota: Some(1),
+                ..NewKey::default()
+            },
+            LimitHit::Total,
+        ),
+    ] {
+        let (_, k) = create(s, quota).await;
+        let r = req(&k, "1.1.1.1");
+        let t = g.admit(Some(&k), &r.check()).await.expect("first");
+        s.finish(t.expect("a ticket"), NOW, None)
+            .await
+            .expect("finish");
+        match g.admit(Some(&k), &r.check()).await {
+            Err(Refusal::Limit(h)) => assert_eq!(h, hit),
+            other => panic!("expected {hit:?}, got {other:?}"),
+        }
+    }
 
     // 10001: unknown or malformed key.
     assert_eq!(
-        code_of(s, &req("0123456789abcdef0123456789abcdef", "1.1.1.1")).await,
+        code_of(env, &req("0123456789abcdef0123456789abcdef", "1.1.1.1")).await,
         Some(ErrorCode::UnknownKey)
     );
     assert_eq!(
-        code_of(s, &req("", "1.1.1.1")).await,
+        code_of(env, &req("", "1.1.1.1")).await,
         Some(ErrorCode::UnknownKey)
     );
     assert_eq!(
-        code_of(s, &req("x'; --", "1.1.1.1")).await,
+        code_of(env, &req("x'; --", "1.1.1.1")).await,
         Some(ErrorCode::UnknownKey)
     );
 
@@ -436,7 +509,7 @@ async fn key_check_codes(env: &Env) {
     )
     .await;
     assert_eq!(
-        code_of(s, &req(&only_other, "1.1.1.1")).await,
+        code_of(env, &req(&only_other, "1.1.1.1")).await,
         Some(ErrorCode::KeyNotAllowed)
     );
     let (_, listed) = create(
@@ -447,7 +520,7 @@ async fn key_check_codes(env: &Env) {
         },
     )
     .await;
-    assert_eq!(code_of(s, &req(&listed, "1.1.1.1")).await, None);
+    assert_eq!(code_of(env, &req(&listed, "1.1.1.1")).await, None);
 
     // 10003: expired at exactly expires_at, not a second before.
     let (_, expiring) = create(
@@ -460,9 +533,9 @@ async fn key_check_codes(env: &Env) {
     .await;
     let mut r = req(&expiring, "1.1.1.1");
     r.now = NOW + 99;
-    assert_eq!(code_of(s, &r).await, None);
+    assert_eq!(code_of(env, &r).await, None);
     r.now = NOW + 100;
-    assert_eq!(code_of(s, &r).await, Some(ErrorCode::KeyExpired));
+    assert_eq!(code_of(env, &r).await, Some(ErrorCode::KeyExpired));
 
     // 10004: openid required and compared exactly.
     let (_, with_openid) = create(
@@ -474,17 +547,17 @@ async fn key_check_codes(env: &Env) {
     )
     .await;
     let mut r = req(&with_openid, "1.1.1.1");
-    assert_eq!(code_of(s, &r).await, Some(ErrorCode::WrongOpenid));
+    assert_eq!(code_of(env, &r).await, Some(ErrorCode::WrongOpenid));
     r.openid = Some("JH-openid-4");
-    assert_eq!(code_of(s, &r).await, Some(ErrorCode::WrongOpenid));
+    assert_eq!(code_of(env, &r).await, Some(ErrorCode::WrongOpenid));
     r.openid = Some("jh-openid-42");
-    assert_eq!(code_of(s, &r).await, Some(ErrorCode::WrongOpenid));
+    assert_eq!(code_of(env, &r).await, Some(ErrorCode::WrongOpenid));
     r.openid = Some("JH-openid-42");
-    assert_eq!(code_of(s, &r).await, None);
+    assert_eq!(code_of(env, &r).await, None);
     // A key without openid ignores one that is sent.
     let mut r = req(&plain_s, "1.1.1.1");
     r.openid = Some("whatever");
-    assert_eq!(code_of(s, &r).await, None);
+    assert_eq!(code_of(env, &r).await, None);
 
     // 10005: pending.
     let (_, pending) = create(
@@ -496,7 +569,7 @@ async fn key_check_codes(env: &Env) {
     )
     .await;
     assert_eq!(
-        code_of(s, &req(&pending, "1.1.1.1")).await,
+        code_of(env, &req(&pending, "1.1.1.1")).await,
         Some(ErrorCode::KeyPending)
     );
 
@@ -509,15 +582,18 @@ async fn key_check_codes(env: &Env) {
         },
     )
     .await;
-    assert_eq!(code_of(s, &req(&ip_limited, "10.9.8.7")).await, None);
-    assert_eq!(code_of(s, &req(&ip_limited, "::ffff:10.9.8.7")).await, None);
-    assert_eq!(code_of(s, &req(&ip_limited, "2001:db8::1")).await, None);
+    assert_eq!(code_of(env, &req(&ip_limited, "10.9.8.7")).await, None);
     assert_eq!(
-        code_of(s, &req(&ip_limited, "11.0.0.1")).await,
+        code_of(env, &req(&ip_limited, "::ffff:10.9.8.7")).await,
+        None
+    );
+    assert_eq!(code_of(env, &req(&ip_limited, "2001:db8::1")).await, None);
+    assert_eq!(
+        code_of(env, &req(&ip_limited, "11.0.0.1")).await,
         Some(ErrorCode::SourceNotAllowed)
     );
     assert_eq!(
-        code_of(s, &req(&ip_limited, "2001:db8::2")).await,
+        code_of(env, &req(&ip_limited, "2001:db8::2")).await,
         Some(ErrorCode::SourceNotAllowed)
     );
     let (_, ref_limited) = create(
@@ -529,25 +605,25 @@ async fn key_check_codes(env: &Env) {
     )
     .await;
     let mut r = req(&ref_limited, "1.1.1.1");
-    assert_eq!(code_of(s, &r).await, Some(ErrorCode::SourceNotAllowed));
+    assert_eq!(code_of(env, &r).await, Some(ErrorCode::SourceNotAllowed));
     r.referer = Some("https://app.example.com/page");
-    assert_eq!(code_of(s, &r).await, None);
+    assert_eq!(code_of(env, &r).await, None);
     r.referer = Some("https://example.com.attacker.net/");
-    assert_eq!(code_of(s, &r).await, Some(ErrorCode::SourceNotAllowed));
+    assert_eq!(code_of(env, &r).await, Some(ErrorCode::SourceNotAllowed));
 
     // 10008: banned IP, whatever the key.
     s.ban_ip(net("203.0.113.0/24"), Some("abuse"), NOW)
         .await
         .expect("ban");
     assert_eq!(
-        code_of(s, &req(&plain_s, "203.0.113.9")).await,
+        code_of(env, &req(&plain_s, "203.0.113.9")).await,
         Some(ErrorCode::BannedIp)
     );
 
     // 10009: banned key.
     s.ban_key(plain.id, NOW).await.expect("ban key");
     assert_eq!(
-        code_of(s, &req(&plain_s, "1.1.1.1")).await,
+        code_of(env, &req(&plain_s, "1.1.1.1")).await,
         Some(ErrorCode::BannedKey)
     );
 
@@ -556,20 +632,20 @@ async fn key_check_codes(env: &Env) {
         .await
         .expect("set");
     assert_eq!(
-        code_of(s, &req(&listed, "1.1.1.1")).await,
+        code_of(env, &req(&listed, "1.1.1.1")).await,
         Some(ErrorCode::Maintenance)
     );
     s.set_api_state("faceDetect", ApiState::Disabled, NOW)
         .await
         .expect("set");
     assert_eq!(
-        code_of(s, &req(&listed, "1.1.1.1")).await,
+        code_of(env, &req(&listed, "1.1.1.1")).await,
         Some(ErrorCode::ApiDisabled)
     );
     // Other APIs are unaffected.
     let mut r = req(&listed, "1.1.1.1");
     r.api = "otherApi";
-    assert_eq!(code_of(s, &r).await, None);
+    assert_eq!(code_of(env, &r).await, None);
 }
 
 async fn key_check_order(env: &Env) {
@@ -594,22 +670,39 @@ async fn key_check_order(env: &Env) {
         .await
         .expect("set");
 
+    // 0: the per-IP rate comes before everything else, maintenance included.
+    let limited = gate(
+        env,
+        Some(Arc::new(MemoryRateLimiter::new(
+            Gcra::per_second(1, 1).expect("gcra"),
+        ))),
+    );
+    assert_eq!(admit_code(&limited, &r).await, Some(ErrorCode::Maintenance));
+    assert_eq!(
+        admit_code(&limited, &r).await,
+        Some(ErrorCode::IpRateLimited)
+    );
+
     // Peel the failures off one by one, in the documented order.
     let mut expected = vec![ErrorCode::Maintenance];
-    let mut seen = vec![code_of(s, &r).await];
+    let mut seen = vec![code_of(env, &r).await];
     s.set_api_state("faceDetect", ApiState::Normal, NOW)
         .await
         .expect("set");
     expected.push(ErrorCode::BannedIp);
-    seen.push(code_of(s, &r).await);
+    seen.push(code_of(env, &r).await);
     assert!(s.unban_ip(net("198.51.100.7")).await.expect("unban"));
     // An unknown key is reported after platform checks, before any key check.
     assert_eq!(
-        code_of(s, &req("ffffffffffffffffffffffffffffffff", "198.51.100.7")).await,
+        code_of(
+            env,
+            &req("ffffffffffffffffffffffffffffffff", "198.51.100.7")
+        )
+        .await,
         Some(ErrorCode::UnknownKey)
     );
     expected.push(ErrorCode::BannedKey);
-    seen.push(code_of(s, &r).await);
+    seen.push(code_of(env, &r).await);
     let step = |u: KeyUpdate| async move {
         s.update_key(worst.id, &u, NOW).await.expect("update");
     };
@@ -619,48 +712,48 @@ async fn key_check_order(env: &Env) {
     })
     .await;
     expected.push(ErrorCode::KeyPending);
-    seen.push(code_of(s, &r).await);
+    seen.push(code_of(env, &r).await);
     step(KeyUpdate {
         status: Some(KeyStatus::Active),
         ..KeyUpdate::default()
     })
     .await;
     expected.push(ErrorCode::KeyExpired);
-    seen.push(code_of(s, &r).await);
+    seen.push(code_of(env, &r).await);
     step(KeyUpdate {
         expires_at: Some(None),
         ..KeyUpdate::default()
     })
     .await;
     expected.push(ErrorCode::KeyNotAllowed);
-    seen.push(code_of(s, &r).await);
+    seen.push(code_of(env, &r).await);
     step(KeyUpdate {
         allowed_apis: Some(vec![]),
         ..KeyUpdate::default()
     })
     .await;
     expected.push(ErrorCode::SourceNotAllowed); // IP
-    seen.push(code_of(s, &r).await);
+    seen.push(code_of(env, &r).await);
     step(KeyUpdate {
         allowed_ips: Some(vec![]),
         ..KeyUpdate::default()
     })
     .await;
     expected.push(ErrorCode::SourceNotAllowed); // referer
-    seen.push(code_of(s, &r).await);
+    seen.push(code_of(env, &r).await);
     step(KeyUpdate {
         allowed_referers: Some(vec![]),
         ..KeyUpdate::default()
     })
     .await;
     expected.push(ErrorCode::WrongOpenid);
-    seen.push(code_of(s, &r).await);
+    seen.push(code_of(env, &r).await);
     step(KeyUpdate {
         openid: Some(None),
         ..KeyUpdate::default()
     })
     .await;
-    seen.push(code_of(s, &r).await);
+    seen.push(code_of(env, &r).await);
     let expected: Vec<Option<ErrorCode>> = expected
         .into_iter()
         .map(Some)
@@ -1153,7 +1246,9 @@ async fn face_tokens(env: &Env) {
     let body = r#"{"face_probability":1,"age":26,"名":"中文"}"#;
     const TTL: i64 = 72 * 3600;
     assert_eq!(s.get_face_token(token, NOW).await.expect("get"), None);
-    s.put_face_token(token, body, NOW, TTL).await.expect("put");
+    s.put_face_tokens(&[(token, body)], NOW, TTL)
+        .await
+        .expect("put");
     assert_eq!(
         s.get_face_token(token, NOW + TTL - 1)
             .await
@@ -1163,10 +1258,12 @@ async fn face_tokens(env: &Env) {
     );
     assert_eq!(s.get_face_token(token, NOW + TTL).await.expect("get"), None);
     // Idempotent; a later put extends the expiry, an earlier one never shortens it.
-    s.put_face_token(token, body, NOW + 100, TTL)
+    s.put_face_tokens(&[(token, body)], NOW + 100, TTL)
         .await
         .expect("put");
-    s.put_face_token(token, body, NOW, TTL).await.expect("put");
+    s.put_face_tokens(&[(token, body)], NOW, TTL)
+        .await
+        .expect("put");
     assert_eq!(
         s.get_face_token(token, NOW + TTL + 50)
             .await
@@ -1175,7 +1272,9 @@ async fn face_tokens(env: &Env) {
         Some(body)
     );
     let other = "00000000000000000000000000000000";
-    s.put_face_token(other, "{}", NOW, 10).await.expect("put");
+    s.put_face_tokens(&[(other, "{}")], NOW, 10)
+        .await
+        .expect("put");
     let report = s.purge_expired(NOW + 10).await.expect("purge");
     assert_eq!(report.face_tokens, 1);
     assert_eq!(s.get_face_token(other, NOW).await.expect("get"), None);
@@ -1184,9 +1283,32 @@ async fn face_tokens(env: &Env) {
     assert_eq!(report.face_tokens, 1);
     assert_eq!(s.get_face_token(token, NOW).await.expect("get"), None);
     assert!(matches!(
-        s.put_face_token("", "{}", NOW, TTL).await,
+        s.put_face_tokens(&[("", "{}")], NOW, TTL).await,
         Err(StoreError::Invalid(_))
     ));
+
+    // The faces of one request are written together, or not at all: a bad id anywhere in
+    // the batch writes nothing.
+    let (a, b) = (
+        "11111111111111111111111111111111",
+        "22222222222222222222222222222222",
+    );
+    s.put_face_tokens(&[(a, "{\"n\":1}"), (b, "{\"n\":2}")], NOW, TTL)
+        .await
+        .expect("put two");
+    assert_eq!(
+        s.get_face_token(b, NOW).await.expect("get").as_deref(),
+        Some("{\"n\":2}")
+    );
+    let c = "33333333333333333333333333333333";
+    assert!(matches!(
+        s.put_face_tokens(&[(c, "{}"), ("", "{}")], NOW, TTL).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(s.get_face_token(c, NOW).await.expect("get"), None);
+    s.put_face_tokens(&[], NOW, TTL)
+        .await
+        .expect("nothing to put");
 }
 
 async fn reopen_is_idempotent(env: &Env) {

@@ -1,63 +1,54 @@
 //! Baidu Face Detect v3 compatibility: `/rest/2.0/face/v3/detect` and `/oauth/2.0/token`.
 //!
-//! So that users of Baidu's SDKs switch by changing the host: the same OAuth step, the same
-//! request fields and the same answer (`{error_code, error_msg, log_id, timestamp, cached,
-//! result}`, HTTP 200 with the code in the body, as Baidu does). Behind it is the Juhe
-//! endpoint's path, unchanged: the same key gate (under the API name `baiduDetect`), the
-//! same analysis and the same face tokens (a Baidu `face_token` is a Facelens `token_id`).
-//! Every refusal is one row of Facelens's error table, shown to the client as the Baidu code of
-//! [`baidu_code`] (the table is in docs/baidu.md); usage and metrics keep the Facelens code.
+//! So that users of Baidu's SDKs switch by changing the host: the same OAuth step
+//! ([`oauth`]), the same request fields and the same answer (`{error_code, error_msg, log_id,
+//! timestamp, cached, result}`, HTTP 200 with the code in the body, as Baidu does). Behind it
+//! is the one request path ([`crate::request`]): the same admission (under the API name
+//! `baiduDetect`), the same analysis and the same face tokens (a Baidu `face_token` is a
+//! Facelens `token_id`). Every refusal is one row of Facelens's error table, shown to the
+//! client as the Baidu code of [`baidu_code`] (the table is in docs/baidu.md) or, where Baidu
+//! is more precise than the table, as its own code; usage and metrics keep the Facelens code.
 
 mod face;
+pub mod oauth;
 pub mod token;
 
-use crate::API_BAIDU_DETECT;
-use crate::access::{Admission, TOTAL_LIMIT_DETAIL};
-use crate::analyze::Analyzed;
-use crate::input::{FaceType, Fields, ImageSource, decode_base64, read_fields};
-use crate::server::{AnsweredCode, AppState, RequestId};
-use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use crate::analyze::{Analyzed, Plan, TokenFace};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::input::{FaceType, Fields, ImageSource, decode_base64};
+use crate::request::{Ctx, Protocol};
+use crate::state::AppState;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use face::{BaiduFace, FaceFields};
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
-use facelens_store::unix_now;
+use facelens_store::{ApiKey, LimitHit, unix_now};
 use serde::Serialize;
-use serde_json::json;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::future::Future;
 use token::{Kind, TokenError};
 
 /// Baidu's largest `max_face_num`.
 pub const MAX_FACE_NUM: usize = 120;
 
-/// Routes of the Baidu-compatible API.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/rest/2.0/face/v3/detect", post(detect))
-        .route(
-            "/oauth/2.0/token",
-            axum::routing::get(oauth_token).post(oauth_token),
-        )
-}
-
 /// Baidu's code and message for a Facelens error (docs/baidu.md lists this table; a test keeps
 /// it in step).
-pub fn baidu_code(e: &FaceError) -> (u32, &'static str) {
+pub fn baidu_code(e: &ApiError) -> (u32, &'static str) {
     use ErrorCode::*;
-    match e.code {
+    if let ApiError::Limit(hit) = e {
+        return match hit {
+            LimitHit::Daily | LimitHit::TestDaily => (17, "Open api daily request limit reached"),
+            LimitHit::Total | LimitHit::TestTotal => (19, "Open api total request limit reached"),
+        };
+    }
+    match e.code() {
         UnknownKey => (110, "Access token invalid or no longer valid"),
         KeyExpired => (111, "Access token expired"),
         KeyNotAllowed | WrongOpenid | KeyPending | SourceNotAllowed | BannedIp | BannedKey => {
             (6, "No permission to access data")
         }
         IpRateLimited => (18, "Open api qps request limit reached"),
-        QuotaExceeded | TestKeyLimit if e.detail == TOTAL_LIMIT_DETAIL => {
-            (19, "Open api total request limit reached")
-        }
         QuotaExceeded | TestKeyLimit => (17, "Open api daily request limit reached"),
         Internal => (1, "Unknown error"),
         Maintenance => (2, "Service temporarily unavailable"),
@@ -80,24 +71,27 @@ pub fn baidu_code(e: &FaceError) -> (u32, &'static str) {
     }
 }
 
-/// A refusal: the Facelens error (usage, logs, metrics) and what the Baidu client sees.
+/// A Baidu refusal: the Facelens error (usage, logs, metrics) and, where Baidu has a more
+/// precise code than the table's row, that code and message.
 #[derive(Debug)]
-struct Refusal {
-    error: FaceError,
-    baidu: (u32, String),
+pub struct BaiduError {
+    error: ApiError,
+    exact: Option<(u32, String)>,
 }
 
-impl From<FaceError> for Refusal {
-    fn from(error: FaceError) -> Self {
-        let (code, msg) = baidu_code(&error);
-        Self {
-            baidu: (code, msg.to_string()),
-            error,
-        }
+impl From<ApiError> for BaiduError {
+    fn from(error: ApiError) -> Self {
+        Self { error, exact: None }
     }
 }
 
-impl Refusal {
+impl From<FaceError> for BaiduError {
+    fn from(e: FaceError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl BaiduError {
     /// A refusal whose Baidu code is more precise than the table's row for `code`.
     fn exact(
         code: ErrorCode,
@@ -106,9 +100,17 @@ impl Refusal {
         detail: impl Into<String>,
     ) -> Self {
         Self {
-            error: FaceError::new(code, detail),
-            baidu: (baidu, msg.into()),
+            error: ApiError::new(code, detail),
+            exact: Some((baidu, msg.into())),
         }
+    }
+
+    /// What the client sees: Baidu's code and message.
+    fn wire(&self) -> (u32, String) {
+        self.exact.clone().unwrap_or_else(|| {
+            let (code, msg) = baidu_code(&self.error);
+            (code, msg.to_string())
+        })
     }
 }
 
@@ -124,7 +126,7 @@ struct Envelope {
 }
 
 #[derive(Debug, Serialize)]
-struct DetectResult {
+pub struct DetectResult {
     face_num: usize,
     face_list: Vec<BaiduFace>,
 }
@@ -141,7 +143,7 @@ fn log_id(request_id: &str) -> u64 {
     n & ((1 << 53) - 1)
 }
 
-fn respond(env: &Envelope, code: u32, detail: Option<&str>) -> Response {
+fn respond(env: &Envelope, detail: Option<&str>) -> Response {
     let body = serde_json::to_vec(env).unwrap_or_else(|_| {
         br#"{"error_code":1,"error_msg":"Unknown error","log_id":0,"timestamp":0,"cached":0,"result":null}"#
             .to_vec()
@@ -156,48 +158,144 @@ fn respond(env: &Envelope, code: u32, detail: Option<&str>) -> Response {
     {
         resp.headers_mut().insert("x-facelens-detail", v);
     }
-    resp.extensions_mut().insert(AnsweredCode(code));
     resp
 }
 
-fn ascii_only(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii() && !c.is_ascii_control() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .take(300)
-        .collect()
-}
+pub(crate) use crate::juhe::ascii_only;
 
-fn refuse(r: &Refusal, request_id: &str) -> Response {
-    if r.error.code == ErrorCode::Internal {
-        tracing::error!(request_id, "internal error: {}", r.error.detail);
-    } else {
-        tracing::debug!(
-            request_id,
-            code = r.error.code.code(),
-            "refused: {}",
-            r.error.detail
-        );
+/// The Baidu Face Detect v3 API.
+pub struct Baidu;
+
+impl Protocol for Baidu {
+    const API: &'static str = crate::API_BAIDU_DETECT;
+    type Params = DetectParams;
+    type Answer = DetectResult;
+    type Error = BaiduError;
+
+    fn api_error(e: &BaiduError) -> &ApiError {
+        &e.error
     }
-    let env = Envelope {
-        error_code: r.baidu.0,
-        error_msg: r.baidu.1.clone(),
-        log_id: log_id(request_id),
-        timestamp: unix_now(),
-        cached: 0,
-        result: None,
-    };
-    respond(&env, r.error.code.code(), Some(&r.error.detail))
+
+    /// The `access_token`: ours, or a Facelens key sent as is.
+    fn find_key(
+        st: &AppState,
+        fields: &Fields,
+        _: &HeaderMap,
+    ) -> impl Future<Output = Result<ApiKey, BaiduError>> + Send {
+        let token = fields.get("access_token").map(str::to_string);
+        async move {
+            let Some(token) = token else {
+                return Err(BaiduError::exact(
+                    ErrorCode::UnknownKey,
+                    100,
+                    "Invalid parameter",
+                    "access_token is missing",
+                ));
+            };
+            if facelens_store::secret::normalize_key(&token).is_some() {
+                // A Facelens key used directly as the access token.
+                return Ok(st.gate.find(&token).await.map_err(ApiError::from)?);
+            }
+            match token::verify(
+                st.store.as_ref(),
+                st.baidu_token_secret(),
+                &token,
+                Kind::Access,
+                unix_now(),
+            )
+            .await
+            {
+                Ok(k) => Ok(k),
+                Err(TokenError::Invalid) => {
+                    Err(ApiError::new(ErrorCode::UnknownKey, "invalid access token").into())
+                }
+                Err(TokenError::Expired) => Err(BaiduError::exact(
+                    ErrorCode::KeyExpired,
+                    111,
+                    "Access token expired",
+                    "the access token has expired; fetch a new one",
+                )),
+                Err(TokenError::Store(e)) => Err(ApiError::internal(e).into()),
+            }
+        }
+    }
+
+    fn parse(fields: &Fields, cfg: &Config) -> Result<(DetectParams, Plan), BaiduError> {
+        let mut p = detect_params(fields, cfg.max_image_bytes)?;
+        // Sorting by distance to the centre needs every face before the cut.
+        let analyse_faces = if p.by_centre {
+            MAX_FACE_NUM
+        } else {
+            p.max_face_num
+        };
+        let plan = Plan {
+            source: std::mem::replace(&mut p.source, ImageSource::Token(String::new())),
+            face_type: p.face_type,
+            max_faces: analyse_faces,
+            mesh: p.fields.landmark72,
+        };
+        Ok((p, plan))
+    }
+
+    fn conclude(
+        p: DetectParams,
+        mut analyzed: Analyzed,
+    ) -> Result<(DetectResult, Option<ErrorCode>), BaiduError> {
+        if p.by_centre {
+            let (cx, cy) = (analyzed.width as f32 / 2.0, analyzed.height as f32 / 2.0);
+            let dist = |f: &TokenFace| {
+                let c = f.face.bbox.center();
+                (c.x - cx).powi(2) + (c.y - cy).powi(2)
+            };
+            analyzed.faces.sort_by(|a, b| dist(a).total_cmp(&dist(b)));
+        }
+        analyzed.faces.truncate(p.max_face_num);
+        if analyzed.faces.is_empty() {
+            return Err(ApiError::new(ErrorCode::NoFace, "no face found").into());
+        }
+        let face_list: Vec<BaiduFace> = analyzed
+            .faces
+            .iter()
+            .map(|f| BaiduFace::from_face(&f.face, f.token_id.clone(), p.fields))
+            .collect();
+        Ok((
+            DetectResult {
+                face_num: face_list.len(),
+                face_list,
+            },
+            None,
+        ))
+    }
+
+    fn render(result: DetectResult, _: &AppState, ctx: &Ctx) -> Response {
+        let env = Envelope {
+            error_code: 0,
+            error_msg: "SUCCESS".into(),
+            log_id: log_id(&ctx.request_id),
+            timestamp: unix_now(),
+            cached: 0,
+            result: Some(result),
+        };
+        respond(&env, None)
+    }
+
+    fn render_error(e: &BaiduError, _: &AppState, ctx: &Ctx) -> Response {
+        let (code, msg) = e.wire();
+        let env = Envelope {
+            error_code: code,
+            error_msg: msg,
+            log_id: log_id(&ctx.request_id),
+            timestamp: unix_now(),
+            cached: 0,
+            result: None,
+        };
+        respond(&env, Some(&e.error.public_detail(&ctx.request_id)))
+    }
 }
 
 /// A validated detect request.
 #[derive(Debug)]
-struct DetectParams {
+pub struct DetectParams {
     source: ImageSource,
     fields: FaceFields,
     max_face_num: usize,
@@ -206,8 +304,8 @@ struct DetectParams {
     by_centre: bool,
 }
 
-fn null_param(name: &str) -> Refusal {
-    Refusal::exact(
+fn null_param(name: &str) -> BaiduError {
+    BaiduError::exact(
         ErrorCode::MissingParameter,
         222001,
         format!("param[{name}] is null"),
@@ -215,13 +313,13 @@ fn null_param(name: &str) -> Refusal {
     )
 }
 
-fn detect_params(f: &Fields, max_image_bytes: usize) -> Result<DetectParams, Refusal> {
+fn detect_params(f: &Fields, max_image_bytes: usize) -> Result<DetectParams, BaiduError> {
     let image = f.get("image").ok_or_else(|| null_param("image"))?;
     let image_type = f
         .get("image_type")
         .ok_or_else(|| null_param("image_type"))?;
     let fields = FaceFields::parse(f.get("face_field")).map_err(|d| {
-        Refusal::exact(
+        BaiduError::exact(
             ErrorCode::MalformedRequest,
             222017,
             "param[face_field] format error",
@@ -235,7 +333,7 @@ fn detect_params(f: &Fields, max_image_bytes: usize) -> Result<DetectParams, Ref
             .ok()
             .filter(|n| (1..=MAX_FACE_NUM).contains(n))
             .ok_or_else(|| {
-                Refusal::from(FaceError::new(
+                BaiduError::from(FaceError::new(
                     ErrorCode::InvalidFaceNum,
                     format!("max_face_num={s:?} (1..={MAX_FACE_NUM})"),
                 ))
@@ -246,7 +344,7 @@ fn detect_params(f: &Fields, max_image_bytes: usize) -> Result<DetectParams, Ref
         // Infrared photos are ordinary photos to this detector.
         Some(s) if s.eq_ignore_ascii_case("INFRARED") => FaceType::Live,
         Some(s) => FaceType::parse(s).ok_or_else(|| {
-            Refusal::from(FaceError::new(
+            BaiduError::from(FaceError::new(
                 ErrorCode::InvalidFaceType,
                 format!("face_type={s:?}"),
             ))
@@ -261,7 +359,7 @@ fn detect_params(f: &Fields, max_image_bytes: usize) -> Result<DetectParams, Ref
         // Facelens has no liveness model: answering as if the check had passed would let
         // photos of photos through, so the request is refused instead.
         Some("LOW" | "NORMAL" | "HIGH") => {
-            return Err(Refusal::exact(
+            return Err(BaiduError::exact(
                 ErrorCode::MalformedRequest,
                 216102,
                 "service not support",
@@ -269,7 +367,7 @@ fn detect_params(f: &Fields, max_image_bytes: usize) -> Result<DetectParams, Ref
             ));
         }
         Some(other) => {
-            return Err(Refusal::exact(
+            return Err(BaiduError::exact(
                 ErrorCode::MalformedRequest,
                 222020,
                 "param[liveness_control] format error",
@@ -281,7 +379,7 @@ fn detect_params(f: &Fields, max_image_bytes: usize) -> Result<DetectParams, Ref
         None | Some("0") => false,
         Some("1") => true,
         Some(other) => {
-            return Err(Refusal::exact(
+            return Err(BaiduError::exact(
                 ErrorCode::MalformedRequest,
                 216100,
                 "invalid param",
@@ -290,7 +388,7 @@ fn detect_params(f: &Fields, max_image_bytes: usize) -> Result<DetectParams, Ref
         }
     };
     let source = match image_type.to_ascii_uppercase().as_str() {
-        "BASE64" => ImageSource::Bytes(decode_base64(image, max_image_bytes)?),
+        "BASE64" => ImageSource::Bytes(decode_base64(image, max_image_bytes)?.into()),
         "URL" => ImageSource::Url(image.to_string()),
         "FACE_TOKEN" => ImageSource::Token(image.to_string()),
         _ => {
@@ -310,324 +408,6 @@ fn detect_params(f: &Fields, max_image_bytes: usize) -> Result<DetectParams, Ref
     })
 }
 
-/// Who is calling: the `access_token` (ours, or a Facelens key sent as is), checked after the
-/// per-IP rate, the API switch and the banned addresses, exactly where the Juhe endpoint checks
-/// its key.
-async fn admit(
-    st: &AppState,
-    fields: &Fields,
-    caller: &crate::access::Caller,
-) -> Result<Admission, Refusal> {
-    let gate = &st.gate;
-    gate.screen(Some(API_BAIDU_DETECT), caller).await?;
-    if !gate.require_key {
-        return Ok(Admission::open(Arc::clone(&st.store)));
-    }
-    let Some(token) = fields.get("access_token") else {
-        return Err(Refusal::exact(
-            ErrorCode::UnknownKey,
-            100,
-            "Invalid parameter",
-            "access_token is missing",
-        ));
-    };
-    let record = if facelens_store::secret::normalize_key(token).is_some() {
-        // A Facelens key used directly as the access token.
-        st.store
-            .find_key(token)
-            .await
-            .map_err(|e| FaceError::new(ErrorCode::Internal, e.to_string()))?
-            .ok_or_else(|| FaceError::new(ErrorCode::UnknownKey, "unknown key"))?
-    } else {
-        match token::verify(
-            st.store.as_ref(),
-            st.baidu_token_secret.as_deref(),
-            token,
-            Kind::Access,
-            unix_now(),
-        )
-        .await
-        {
-            Ok(k) => k,
-            Err(TokenError::Invalid) => {
-                return Err(FaceError::new(ErrorCode::UnknownKey, "invalid access token").into());
-            }
-            Err(TokenError::Expired) => {
-                return Err(Refusal::exact(
-                    ErrorCode::KeyExpired,
-                    111,
-                    "Access token expired",
-                    "the access token has expired; fetch a new one",
-                ));
-            }
-            Err(TokenError::Store(e)) => {
-                return Err(FaceError::new(ErrorCode::Internal, e).into());
-            }
-        }
-    };
-    Ok(gate
-        .admit_key(API_BAIDU_DETECT, record, fields.get("openid"), caller)
-        .await?)
-}
-
-/// `POST /rest/2.0/face/v3/detect?access_token=...`.
-pub async fn detect(
-    State(st): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    if let Err(e) = st.refuse_if_busy() {
-        crate::input::drain(req.into_body(), st.max_body_bytes).await;
-        return refuse(&e.into(), &request_id);
-    }
-    let caller = st.caller(peer, req.headers());
-    let fields = match read_fields(req, st.max_body_bytes).await {
-        Ok(f) => f,
-        Err(e) => return refuse(&e.into(), &request_id),
-    };
-    let admission = match admit(&st, &fields, &caller).await {
-        Ok(a) => a,
-        Err(r) => return refuse(&r, &request_id),
-    };
-    let outcome: Result<(Analyzed, FaceFields), Refusal> = async {
-        let p = detect_params(&fields, st.max_image_bytes)?;
-        // Sorting by distance to the centre needs every face before the cut.
-        let analyse_faces = if p.by_centre {
-            MAX_FACE_NUM
-        } else {
-            p.max_face_num
-        };
-        let mut opts = st.options_for(p.face_type, analyse_faces);
-        opts.include_mesh = p.fields.landmark72;
-        let mut analyzed = st.analyze(p.source, opts).await?;
-        if p.by_centre {
-            let (cx, cy) = (analyzed.width as f32 / 2.0, analyzed.height as f32 / 2.0);
-            let dist = |f: &crate::analyze::TokenFace| {
-                let c = f.face.bbox.center();
-                (c.x - cx).powi(2) + (c.y - cy).powi(2)
-            };
-            analyzed.faces.sort_by(|a, b| dist(a).total_cmp(&dist(b)));
-        }
-        analyzed.faces.truncate(p.max_face_num);
-        if analyzed.faces.is_empty() {
-            return Err(FaceError::new(ErrorCode::NoFace, "no face found").into());
-        }
-        Ok((analyzed, p.fields))
-    }
-    .await;
-    match outcome {
-        Ok((analyzed, want)) => {
-            if let Err(e) = admission.finish(None).await {
-                return refuse(&e.into(), &request_id);
-            }
-            let face_list: Vec<BaiduFace> = analyzed
-                .faces
-                .iter()
-                .map(|f| BaiduFace::from_face(&f.face, f.token_id.clone(), want))
-                .collect();
-            let env = Envelope {
-                error_code: 0,
-                error_msg: "SUCCESS".into(),
-                log_id: log_id(&request_id),
-                timestamp: unix_now(),
-                cached: 0,
-                result: Some(DetectResult {
-                    face_num: face_list.len(),
-                    face_list,
-                }),
-            };
-            respond(&env, 0, None)
-        }
-        Err(r) => {
-            admission.fail(r.error.code).await;
-            refuse(&r, &request_id)
-        }
-    }
-}
-
-/// An OAuth error answer (RFC 6749 §5.2, Baidu's bodies).
-fn oauth_error(status: StatusCode, error: &str, description: &str, detail: &str) -> Response {
-    let mut resp = (
-        status,
-        axum::Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(&ascii_only(detail)) {
-        resp.headers_mut().insert("x-facelens-detail", v);
-    }
-    resp
-}
-
-fn invalid_client(description: &str, detail: &str) -> Response {
-    oauth_error(
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-        description,
-        detail,
-    )
-}
-
-/// Random opaque text for Baidu's `session_key` / `session_secret`, which the SDKs carry but
-/// never use with this API.
-fn opaque(n: usize) -> String {
-    let mut r = vec![0u8; n];
-    let _ = getrandom::fill(&mut r);
-    facelens_store::secret::hex(&r)
-}
-
-/// `GET|POST /oauth/2.0/token`: `grant_type=client_credentials&client_id=<key id or name>&
-/// client_secret=<Facelens key>`, or `grant_type=refresh_token&refresh_token=...`.
-pub async fn oauth_token(
-    State(st): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
-    let caller = st.caller(peer, req.headers());
-    let fields = match read_fields(req, st.max_body_bytes).await {
-        Ok(f) => f,
-        Err(e) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "invalid request",
-                &e.detail,
-            );
-        }
-    };
-    // Guessing secrets from one address is slowed and banned addresses are refused, as on the
-    // API itself.
-    if let Err(e) = st.gate.screen(None, &caller).await {
-        return match e.code {
-            ErrorCode::IpRateLimited => oauth_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "invalid_request",
-                "too many requests",
-                &e.detail,
-            ),
-            ErrorCode::BannedIp => oauth_error(
-                StatusCode::FORBIDDEN,
-                "invalid_client",
-                "Client authentication failed",
-                &e.detail,
-            ),
-            _ => server_error(&e.detail),
-        };
-    }
-    let now = unix_now();
-    let key = match fields.get("grant_type") {
-        None => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "missing grant_type",
-                "grant_type is required",
-            );
-        }
-        Some("client_credentials") => {
-            let (Some(id), Some(secret)) = (fields.get("client_id"), fields.get("client_secret"))
-            else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "missing client_id or client_secret",
-                    "client_id and client_secret are required",
-                );
-            };
-            let key = match st.store.find_key(secret).await {
-                Ok(Some(k)) => k,
-                Ok(None) => {
-                    return invalid_client(
-                        "Client authentication failed",
-                        "client_secret is not a Facelens key",
-                    );
-                }
-                Err(e) => return server_error(&e.to_string()),
-            };
-            if !token::client_id_matches(&key, id) {
-                return invalid_client(
-                    "unknown client id",
-                    "client_id must be the key's id or name",
-                );
-            }
-            key
-        }
-        Some("refresh_token") => {
-            let Some(refresh) = fields.get("refresh_token") else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "missing refresh_token",
-                    "refresh_token is required",
-                );
-            };
-            match token::verify(
-                st.store.as_ref(),
-                st.baidu_token_secret.as_deref(),
-                refresh,
-                Kind::Refresh,
-                now,
-            )
-            .await
-            {
-                Ok(k) => k,
-                Err(TokenError::Store(e)) => return server_error(&e),
-                Err(TokenError::Invalid | TokenError::Expired) => {
-                    return oauth_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_grant",
-                        "Invalid refresh token",
-                        "the refresh token is not valid",
-                    );
-                }
-            }
-        }
-        Some(other) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "The authorization grant type is not supported",
-                &format!("grant_type={other:?}"),
-            );
-        }
-    };
-    if let Err(code) = token::standing(&key, now) {
-        return invalid_client("Client authentication failed", code.english());
-    }
-    let stored = match st.store.key_with_hash(key.id).await {
-        Ok(Some((_, h))) => h,
-        Ok(None) => return invalid_client("unknown client id", "the key was just deleted"),
-        Err(e) => return server_error(&e.to_string()),
-    };
-    let secret = st.baidu_token_secret.as_deref();
-    let body = json!({
-        "refresh_token": token::mint(&stored, secret, Kind::Refresh, key.id, now),
-        "expires_in": token::ACCESS_TTL,
-        "session_key": opaque(32),
-        "access_token": token::mint(&stored, secret, Kind::Access, key.id, now),
-        "scope": token::SCOPE,
-        "session_secret": opaque(16),
-    });
-    let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-fn server_error(detail: &str) -> Response {
-    tracing::error!("issuing a Baidu access token failed: {detail}");
-    oauth_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "internal error",
-        "internal error",
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,18 +417,16 @@ mod tests {
     fn baidu_doc_matches_the_mapping() {
         let doc = include_str!("../../../../docs/baidu.md");
         for &c in ErrorCode::ALL {
-            let (b, _) = baidu_code(&FaceError::from(c));
+            let (b, _) = baidu_code(&ApiError::from(c));
             let row = doc
                 .lines()
                 .find(|l| l.starts_with(&format!("| {} |", c.code())))
                 .unwrap_or_else(|| panic!("docs/baidu.md has no row for {}", c.code()));
             assert!(row.contains(&format!("| {b} ")), "{row} should map to {b}");
         }
-        let total = baidu_code(&FaceError::new(
-            ErrorCode::QuotaExceeded,
-            TOTAL_LIMIT_DETAIL,
-        ));
-        assert_eq!(total.0, 19);
+        assert_eq!(baidu_code(&ApiError::Limit(LimitHit::Total)).0, 19);
+        assert_eq!(baidu_code(&ApiError::Limit(LimitHit::TestTotal)).0, 19);
+        assert_eq!(baidu_code(&ApiError::Limit(LimitHit::Daily)).0, 17);
         assert_eq!(baidu_code(&ErrorCode::QuotaExceeded.into()).0, 17);
     }
 
