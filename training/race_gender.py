@@ -75,13 +75,16 @@ def dataset(train: Crops, utk: Crops, names: list[str]):
             np.array(found, bool), np.concatenate(gear))
 
 
-def fit_logistic(x, y, C):
+WEIGHTS = None  # per-row sample weights (set by --balance-sources)
+
+
+def fit_logistic(x, y, C, w=None):
     from sklearn.linear_model import LogisticRegression
 
     mu = x.mean(axis=0)
     sd = x.std(axis=0)
     sd[sd < 1e-6] = 1.0
-    m = LogisticRegression(C=C, max_iter=3000).fit((x - mu) / sd, y)
+    m = LogisticRegression(C=C, max_iter=3000).fit((x - mu) / sd, y, sample_weight=w)
     return m, mu, sd
 
 
@@ -107,7 +110,7 @@ def choose_C(x, y, strata, Cs=(0.01, 0.1, 1.0, 10.0)):
     return best[1]
 
 
-def cv(x, y, strata, found, labels, seed=SEED):
+def cv(x, y, strata, found, labels, seed=SEED, w=None):
     fold = kfold_indices(len(y), 5, seed, strata=strata)
     pred = np.empty(len(y), dtype=object)
     Cs = []
@@ -116,7 +119,7 @@ def cv(x, y, strata, found, labels, seed=SEED):
         te = fold == f
         C = choose_C(x[tr], y[tr], strata[tr])
         Cs.append(C)
-        p = predict(fit_logistic(x[tr], y[tr], C), x[te], labels)
+        p = predict(fit_logistic(x[tr], y[tr], C, None if w is None else w[tr]), x[te], labels)
         lab = np.array(labels)[p.argmax(axis=1)].astype(object)
         lab[~found[te]] = "(missing)"
         pred[te] = lab
@@ -175,6 +178,8 @@ def main(argv=None):
     ap.add_argument("--race-features", default=RACE_FEATURES)
     ap.add_argument("--gender-features", default=GENDER_FEATURES)
     ap.add_argument("--seeds", default="7")
+    ap.add_argument("--balance-sources", action="store_true",
+                    help="weight rows so that the portraits and UTKFace weigh the same in each fit")
     ap.add_argument("--export", action="store_true")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
@@ -198,14 +203,18 @@ def main(argv=None):
     out["served_gender"] = figures(served_gender, race, gender, src, "gender")
     show("served gender (models/heads/gender.json)", out["served_gender"])
 
+    w = None
+    if a.balance_sources:
+        port = src == "portrait"
+        w = np.where(port, 0.5 / port.mean(), 0.5 / (~port).mean())
     strata_r = np.array([f"{s}|{r}|{g}" for s, r, g in zip(src, race, gender)])
     x_g, *_ = dataset(train, utk, gn)
     strata_g = np.array([f"{s}|{g}" for s, g in zip(src, gender)])
     for seed in [int(s) for s in a.seeds.split(",")]:
-        pr, Cr = cv(x_r, race, strata_r, found, RACES, seed)
+        pr, Cr = cv(x_r, race, strata_r, found, RACES, seed, w)
         out.setdefault("race_cv", {})[seed] = figures(pr, race, gender, src, "race") | {"C": Cr}
         show(f"race head {rn} ({x_r.shape[1]} dims), 5-fold CV seed {seed}", out["race_cv"][seed])
-        pg, Cg = cv(x_g, gender, strata_g, found, GENDERS, seed)
+        pg, Cg = cv(x_g, gender, strata_g, found, GENDERS, seed, w)
         out.setdefault("gender_cv", {})[seed] = figures(pg, race, gender, src, "gender") | {"C": Cg}
         show(f"gender head {gn} ({x_g.shape[1]} dims), 5-fold CV seed {seed}", out["gender_cv"][seed])
     if a.export:
@@ -213,10 +222,11 @@ def main(argv=None):
         Cr = float(np.median(out["race_cv"][int(first)]["C"]))
         Cg = float(np.median(out["gender_cv"][int(first)]["C"]))
         data = "UTKFace dev sample (1,500) + SCUT-FBP5500 dev portraits (3,286; non-commercial research use)"
-        export(common.MODELS / "race_head.onnx", fit_logistic(x_r[found], race[found], Cr), rn, x_r.shape[1], RACES,
+        wf = None if w is None else w[found]
+        export(common.MODELS / "race_head.onnx", fit_logistic(x_r[found], race[found], Cr, wf), rn, x_r.shape[1], RACES,
                "Facelens race head: contract probabilities [yellow, white, black, arabs]",
                {"training_data": data, "C": str(Cr)}, x_r[found][:256])
-        export(common.MODELS / "gender_head.onnx", fit_logistic(x_g[found], gender[found], Cg), gn, x_g.shape[1], GENDERS,
+        export(common.MODELS / "gender_head.onnx", fit_logistic(x_g[found], gender[found], Cg, wf), gn, x_g.shape[1], GENDERS,
                "Facelens gender head: probabilities [female, male]",
                {"training_data": data, "C": str(Cg)}, x_g[found][:256])
     if a.json:

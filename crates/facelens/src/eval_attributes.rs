@@ -651,8 +651,9 @@ fn portraits_json(outcomes: &[Outcome]) -> Value {
     };
     let mut race_pairs = Vec::new();
     let mut gender_pairs = Vec::new();
-    let mut groups: BTreeMap<String, (Vec<(String, String)>, Vec<(String, String)>)> =
-        BTreeMap::new();
+    // Per race x gender group: (race pairs, gender pairs), each (predicted, truth).
+    type Pairs = Vec<(String, String)>;
+    let mut groups: BTreeMap<String, (Pairs, Pairs)> = BTreeMap::new();
     for o in &set {
         let race = o.rec.race.clone().unwrap_or_default();
         let key = format!("{race} {}", o.rec.gender.as_deref().unwrap_or("?"));
