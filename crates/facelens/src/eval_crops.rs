@@ -401,7 +401,7 @@ mod tests {
         assert!(w.row(None).is_err());
         w.finish().expect("finish");
         let bytes = std::fs::read(&p).expect("read");
-        let body = &bytes[64..];
+        let body = &bytes[npy_header(&[2, 2]).len()..];
         assert_eq!(body.len(), 16);
         assert_eq!(
             f32::from_le_bytes([body[4], body[5], body[6], body[7]]),
