@@ -69,6 +69,15 @@ pub struct AttributeRecord {
     /// All 40 CelebA attributes, for CelebA images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub celeba_attributes: Option<BTreeMap<String, bool>>,
+    /// Mean beauty rating of the raters on a 1–5 scale (SCUT-FBP5500 in the training data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beauty_1_5: Option<f64>,
+    /// Face shape label (`heart`, `oblong`, `oval`, `round`, `square`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_shape: Option<String>,
+    /// Photos that are likely of one person share a group (for grouped cross-validation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// True when a line of `visual_labels.jsonl` was joined into this record.
     #[serde(default)]
     pub visual_review: bool,
@@ -182,6 +191,22 @@ mod tests {
         r#"{"file": "attributes/cew_closed/c.jpg", "eyes": "closed", "face_type": "human"}"#,
         "\n",
     );
+
+    #[test]
+    fn parses_training_manifest_labels() {
+        let text = concat!(
+            r#"{"file": "scut_fbp5500/AF1.jpg", "beauty_1_5": 3.25, "gender": "female", "race": "yellow"}"#,
+            "\n",
+            r#"{"file": "face_shape/heart/h.jpg", "face_shape": "heart", "group": "ab12"}"#,
+            "\n",
+        );
+        let recs = load_attribute_manifest(text, None).expect("parses");
+        assert_eq!(recs[0].beauty_1_5, Some(3.25));
+        assert_eq!(recs[0].race.as_deref(), Some("yellow"));
+        assert_eq!(recs[1].face_shape.as_deref(), Some("heart"));
+        assert_eq!(recs[1].group.as_deref(), Some("ab12"));
+        assert_eq!(recs[1].beauty_1_5, None);
+    }
 
     #[test]
     fn parses_manifest_without_visual_labels() {

@@ -30,7 +30,7 @@ pub use attributes::{AttributeRecord, UNSURE, load_attribute_manifest};
 pub use error::EvalError;
 pub use metrics::{
     ClassRecall, ConfusionMatrix, Fold, GroupMae, MaeReport, accuracy, age_decade, mae_by_group,
-    mean_absolute_error, per_class_recall, roc_auc, stratified_k_fold,
+    mean_absolute_error, pearson, per_class_recall, roc_auc, spearman, stratified_k_fold,
 };
 pub use rng::SplitMix64;
 pub use wider::{

@@ -289,6 +289,64 @@ pub fn roc_auc(samples: &[(f64, bool)]) -> Result<f64, EvalError> {
     Ok(u_x2 as f64 / (2 * n_pos * n_neg) as f64)
 }
 
+/// Pearson's correlation of `(predicted, truth)` pairs; `None` with fewer than two pairs, when
+/// either side is constant, or when a value is not finite.
+pub fn pearson(pairs: &[(f64, f64)]) -> Option<f64> {
+    if pairs.len() < 2 || pairs.iter().any(|(p, t)| !p.is_finite() || !t.is_finite()) {
+        return None;
+    }
+    let n = pairs.len() as f64;
+    let (mp, mt) = pairs
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (p, t)| (a + p / n, b + t / n));
+    let (mut spt, mut spp, mut stt) = (0.0, 0.0, 0.0);
+    for (p, t) in pairs {
+        let (dp, dt) = (p - mp, t - mt);
+        spt += dp * dt;
+        spp += dp * dp;
+        stt += dt * dt;
+    }
+    let d = (spp * stt).sqrt();
+    (d > 0.0).then(|| (spt / d).clamp(-1.0, 1.0))
+}
+
+/// 1-based ranks with ties given their average rank (as `scipy.stats.rankdata`); values must be
+/// finite.
+pub fn average_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i + 1;
+        while j < order.len() && values[order[j]] == values[order[i]] {
+            j += 1;
+        }
+        // positions i..j (0-based) share the rank (i + 1 + j) / 2
+        let r = (i + 1 + j) as f64 / 2.0;
+        for &k in &order[i..j] {
+            ranks[k] = r;
+        }
+        i = j;
+    }
+    ranks
+}
+
+/// Spearman's rank correlation of `(predicted, truth)` pairs: Pearson's on average ranks (ties
+/// handled as `scipy.stats.spearmanr`); `None` as for [`pearson`].
+pub fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
+    if pairs.iter().any(|(p, t)| !p.is_finite() || !t.is_finite()) {
+        return None;
+    }
+    let p: Vec<f64> = pairs.iter().map(|x| x.0).collect();
+    let t: Vec<f64> = pairs.iter().map(|x| x.1).collect();
+    let ranked: Vec<(f64, f64)> = average_ranks(&p)
+        .into_iter()
+        .zip(average_ranks(&t))
+        .collect();
+    pearson(&ranked)
+}
+
 /// One fold of a k-fold split: indices into the labels slice, both sorted ascending.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fold {
@@ -340,6 +398,48 @@ pub fn stratified_k_fold<L: Ord>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pearson_on_hand_computed_values() {
+        // p = [1, 2, 3], t = [1, 3, 2]: deviations (-1, 0, 1) and (-1, 1, 0), sum of products 1,
+        // sums of squares 2 and 2 -> r = 1 / 2.
+        let r = pearson(&[(1.0, 1.0), (2.0, 3.0), (3.0, 2.0)]).expect("defined");
+        assert!((r - 0.5).abs() < 1e-12, "{r}");
+        // a positive linear map is exactly 1, a negative one exactly -1
+        let up: Vec<(f64, f64)> = (0..5).map(|i| (i as f64, 3.0 * i as f64 + 1.0)).collect();
+        assert!((pearson(&up).expect("defined") - 1.0).abs() < 1e-12);
+        let down: Vec<(f64, f64)> = (0..5).map(|i| (i as f64, -2.0 * i as f64)).collect();
+        assert!((pearson(&down).expect("defined") + 1.0).abs() < 1e-12);
+        // undefined: one pair, a constant side, NaN
+        assert_eq!(pearson(&[(1.0, 2.0)]), None);
+        assert_eq!(pearson(&[(1.0, 2.0), (1.0, 3.0)]), None);
+        assert_eq!(pearson(&[(1.0, 2.0), (f64::NAN, 3.0)]), None);
+    }
+
+    #[test]
+    fn ranks_average_ties() {
+        assert_eq!(
+            average_ranks(&[10.0, 20.0, 10.0, 30.0]),
+            vec![1.5, 3.0, 1.5, 4.0]
+        );
+        assert_eq!(average_ranks(&[]), Vec::<f64>::new());
+    }
+
+    #[test]
+    fn spearman_on_hand_computed_values() {
+        // Monotone but not linear: Spearman 1, Pearson below 1.
+        let pairs: Vec<(f64, f64)> = (1..6).map(|i| (i as f64, (i as f64).powi(3))).collect();
+        assert!((spearman(&pairs).expect("defined") - 1.0).abs() < 1e-12);
+        assert!(pearson(&pairs).expect("defined") < 0.99);
+        // p = [1, 2, 3, 4], t = [1, 3, 2, 4]: ranks equal values; d^2 = 0 + 1 + 1 + 0 = 2,
+        // rho = 1 - 6 * 2 / (4 * 15) = 0.8.
+        let r = spearman(&[(1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (4.0, 4.0)]).expect("defined");
+        assert!((r - 0.8).abs() < 1e-12, "{r}");
+        // with a tie in the truth: t ranks [1.5, 1.5, 3] against p ranks [1, 2, 3]:
+        // deviations (-1, 0, 1) and (-0.5, -0.5, 1) -> 1.5 / sqrt(2 * 1.5) = 0.866...
+        let r = spearman(&[(1.0, 5.0), (2.0, 5.0), (3.0, 9.0)]).expect("defined");
+        assert!((r - 1.5 / 3f64.sqrt()).abs() < 1e-12, "{r}");
+    }
     use super::*;
 
     #[test]

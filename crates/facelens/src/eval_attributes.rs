@@ -16,7 +16,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use facelens_core::types::{Attributes, Timings};
 use facelens_eval::attributes::{AttributeRecord, UNSURE, load_attribute_manifest};
-use facelens_eval::metrics::{ConfusionMatrix, accuracy, age_decade, mae_by_group};
+use facelens_eval::metrics::{
+    ConfusionMatrix, accuracy, age_decade, mae_by_group, mean_absolute_error, pearson, spearman,
+};
 use facelens_imaging::{DecodeLimits, decode};
 use facelens_vision::attributes::AttributeFeatures;
 use serde_json::{Value, json};
@@ -28,6 +30,23 @@ use std::time::Instant;
 
 /// Age (years) scored for a face that was not found or got no age.
 pub const AGE_WHEN_MISSING: f64 = 30.0;
+
+/// Beauty (the contract's 0–100) scored for a face that was not found or got no beauty: the
+/// middle of the scale.
+pub const BEAUTY_WHEN_MISSING: f64 = 50.0;
+
+/// The contract's 0–100 beauty on the raters' 1–5 scale: `1 + 4 · beauty / 100` (the inverse
+/// of the documented mapping `beauty = 25 · (rating − 1)`).
+pub fn beauty_to_1_5(beauty: f64) -> f64 {
+    1.0 + 4.0 * beauty / 100.0
+}
+
+/// The contract's face shapes that have labelled photos (`triangle` has none; `oblong` is not
+/// a contract class and is reported apart).
+pub const SCORED_FACE_SHAPES: [&str; 4] = ["heart", "oval", "round", "square"];
+
+/// The contract's race values (a manifest race label in this vocabulary is scored directly).
+const CONTRACT_RACES: [&str; 4] = ["yellow", "white", "black", "arabs"];
 
 #[derive(Args)]
 pub struct AttributesArgs {
@@ -486,6 +505,10 @@ fn score(outcomes: &[Outcome]) -> Value {
                "indian_others_predicted_as": other_preds}),
     );
 
+    r.insert("beauty".into(), beauty_json(outcomes));
+    r.insert("face_shape".into(), face_shape_json(outcomes));
+    r.insert("portraits".into(), portraits_json(outcomes));
+
     // Cartoon.
     let anime: Vec<bool> = outcomes
         .iter()
@@ -508,10 +531,223 @@ fn score(outcomes: &[Outcome]) -> Value {
     Value::Object(r)
 }
 
+/// Pearson, Spearman and MAE (1–5) of `(predicted, truth)` rating pairs.
+fn rating_json(pairs: &[(f64, f64)]) -> Value {
+    json!({"pearson": num(pearson(pairs)), "spearman": num(spearman(pairs)),
+           "mae_1_5": num(mean_absolute_error(pairs)), "n": pairs.len()})
+}
+
+/// Beauty against the mean rating (`beauty_1_5`): overall and per race × gender group (the
+/// manifest's labels, e.g. `yellow female` = SCUT-FBP5500's AF). A missing beauty counts as
+/// [`BEAUTY_WHEN_MISSING`].
+fn beauty_json(outcomes: &[Outcome]) -> Value {
+    let rated: Vec<(&Outcome, f64, f64)> = outcomes
+        .iter()
+        .filter_map(|o| {
+            let t = o.rec.beauty_1_5?;
+            let b = o
+                .attrs
+                .as_ref()
+                .and_then(|a| a.beauty)
+                .map_or(BEAUTY_WHEN_MISSING, f64::from);
+            Some((o, beauty_to_1_5(b), t))
+        })
+        .collect();
+    if rated.is_empty() {
+        return json!({"n": 0});
+    }
+    let pairs: Vec<(f64, f64)> = rated.iter().map(|(_, p, t)| (*p, *t)).collect();
+    let mut groups: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for (o, p, t) in &rated {
+        let g = format!(
+            "{} {}",
+            o.rec.race.as_deref().unwrap_or("?"),
+            o.rec.gender.as_deref().unwrap_or("?")
+        );
+        groups.entry(g).or_default().push((*p, *t));
+    }
+    let missing = rated
+        .iter()
+        .filter(|(o, _, _)| o.attrs.as_ref().and_then(|a| a.beauty).is_none())
+        .count();
+    let mut v = rating_json(&pairs);
+    v["missing"] = json!(missing);
+    v["mapping"] = json!("rating = 1 + 4 * beauty / 100");
+    v["by_group"] = json!(
+        groups
+            .iter()
+            .map(|(k, p)| (k.clone(), rating_json(p)))
+            .collect::<BTreeMap<_, _>>()
+    );
+    v
+}
+
+/// Face shape against `face_shape` labels: accuracy on the contract classes that have photos,
+/// per-class recall, the full confusion matrix (`truth → predicted → count`, with `oblong`
+/// rows), and what `oblong` photos are called.
+fn face_shape_json(outcomes: &[Outcome]) -> Value {
+    let labelled: Vec<(&str, &str)> = outcomes
+        .iter()
+        .filter_map(|o| {
+            let t = o.rec.face_shape.as_deref()?;
+            let p = o
+                .attrs
+                .as_ref()
+                .map_or("(missing)", |a| label_of(&a.face_shape));
+            Some((p, t))
+        })
+        .collect();
+    if labelled.is_empty() {
+        return json!({"n": 0});
+    }
+    let scored = ConfusionMatrix::with_labels(
+        SCORED_FACE_SHAPES,
+        labelled
+            .iter()
+            .filter(|(_, t)| SCORED_FACE_SHAPES.contains(t))
+            .copied(),
+    );
+    let all = ConfusionMatrix::from_pairs(labelled.iter().copied());
+    let mut matrix: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (i, t) in all.labels.iter().enumerate() {
+        for (j, p) in all.labels.iter().enumerate() {
+            let c = all.counts[i][j];
+            if c > 0 {
+                matrix.entry(t.clone()).or_default().insert(p.clone(), c);
+            }
+        }
+    }
+    json!({
+        "classes": SCORED_FACE_SHAPES,
+        "accuracy": num(scored.accuracy()), "n": scored.total(),
+        "balanced_accuracy": num(scored.balanced_accuracy()),
+        "per_class": recall_json(&scored),
+        "confusion": matrix,
+        "oblong_predicted_as": matrix.get("oblong").cloned().unwrap_or_default(),
+    })
+}
+
+/// Race and gender on every labelled face outside UTKFace whose race label is in the contract's
+/// vocabulary (the portraits of the training data: `yellow` = Asian, `white` = Caucasian), per
+/// race × gender group.
+fn portraits_json(outcomes: &[Outcome]) -> Value {
+    let set: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| {
+            !in_dir(&o.rec, "utkface")
+                && o.rec
+                    .race
+                    .as_deref()
+                    .is_some_and(|r| CONTRACT_RACES.contains(&r))
+        })
+        .collect();
+    if set.is_empty() {
+        return json!({"n": 0});
+    }
+    let pred = |o: &Outcome, f: fn(&Attributes) -> &Option<facelens_core::types::Labelled>| {
+        o.attrs
+            .as_ref()
+            .map_or("(missing)".to_string(), |a| label_of(f(a)).to_string())
+    };
+    let mut race_pairs = Vec::new();
+    let mut gender_pairs = Vec::new();
+    // Per race x gender group: (race pairs, gender pairs), each (predicted, truth).
+    type Pairs = Vec<(String, String)>;
+    let mut groups: BTreeMap<String, (Pairs, Pairs)> = BTreeMap::new();
+    for o in &set {
+        let race = o.rec.race.clone().unwrap_or_default();
+        let key = format!("{race} {}", o.rec.gender.as_deref().unwrap_or("?"));
+        let rp = (pred(o, |a| &a.race), race);
+        race_pairs.push(rp.clone());
+        let g = groups.entry(key).or_default();
+        g.0.push(rp);
+        if let Some(t) = o.rec.gender.clone() {
+            let gp = (pred(o, |a| &a.gender), t);
+            gender_pairs.push(gp.clone());
+            g.1.push(gp);
+        }
+    }
+    let acc = |v: &[(String, String)]| {
+        json!({"accuracy": num(accuracy(v.iter().map(|(p, t)| (p.as_str(), t.as_str())))),
+               "n": v.len()})
+    };
+    let rcm = ConfusionMatrix::from_pairs(race_pairs.iter().map(|(p, t)| (p, t)));
+    json!({
+        "race": acc(&race_pairs),
+        "race_per_class": recall_json(&rcm),
+        "gender": acc(&gender_pairs),
+        "by_group": groups.iter().map(|(k, (r, g))| {
+            (k.clone(), json!({"race": acc(r), "gender": acc(g)}))
+        }).collect::<BTreeMap<_, _>>(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use facelens_core::types::Labelled;
+
+    #[test]
+    fn beauty_face_shape_and_portraits_are_scored() {
+        let mk = |file: &str, rating: f64, beauty: Option<f32>| {
+            let mut r = rec(file);
+            r.beauty_1_5 = Some(rating);
+            r.race = Some("yellow".into());
+            r.gender = Some("female".into());
+            Outcome {
+                rec: r,
+                attrs: Some(Attributes {
+                    beauty,
+                    race: Some(Labelled::new("yellow", 0.9)),
+                    gender: Some(Labelled::new("male", 0.6)),
+                    ..Attributes::default()
+                }),
+            }
+        };
+        // beauty 25 / 50 / 75 map to 2 / 3 / 4 on the 1-5 scale; the missing one counts as 50.
+        let mut outcomes = vec![
+            mk("scut/a.jpg", 2.0, Some(25.0)),
+            mk("scut/b.jpg", 3.5, Some(50.0)),
+            mk("scut/c.jpg", 4.0, Some(75.0)),
+            mk("scut/d.jpg", 3.0, None),
+        ];
+        let shape = |file: &str, truth: &str, pred: Option<&str>| {
+            let mut r = rec(file);
+            r.face_shape = Some(truth.into());
+            Outcome {
+                rec: r,
+                attrs: Some(Attributes {
+                    face_shape: pred.map(|p| Labelled::new(p, 0.5)),
+                    ..Attributes::default()
+                }),
+            }
+        };
+        outcomes.push(shape("fs/1.jpg", "heart", Some("heart")));
+        outcomes.push(shape("fs/2.jpg", "square", Some("round")));
+        outcomes.push(shape("fs/3.jpg", "oblong", Some("oval")));
+        outcomes.push(shape("fs/4.jpg", "round", None));
+        let r = score(&outcomes);
+        let b = &r["beauty"];
+        assert_eq!(b["n"], 4);
+        assert_eq!(b["missing"], 1);
+        // |2-2| + |3-3.5| + |4-4| + |3-3| = 0.5 over 4
+        assert_eq!(b["mae_1_5"], json!(0.125));
+        // predictions (2, 3, 4, 3) against truths (2, 3.5, 4, 3): deviations (-1, 0, 1, 0) and
+        // (-1.125, 0.375, 0.875, -0.125), Pearson = 2 / sqrt(2 * 2.1875) = 0.95618
+        assert_eq!(b["pearson"], json!(0.9562));
+        assert_eq!(b["by_group"]["yellow female"]["n"], 4);
+        let f = &r["face_shape"];
+        // oblong is not scored; 1 of 3 right (the missing one counts as a miss)
+        assert_eq!(f["n"], 3);
+        assert_eq!(f["accuracy"], json!(0.3333));
+        assert_eq!(f["confusion"]["square"]["round"], 1);
+        assert_eq!(f["oblong_predicted_as"]["oval"], 1);
+        let p = &r["portraits"];
+        assert_eq!(p["race"]["accuracy"], json!(1.0));
+        assert_eq!(p["gender"]["accuracy"], json!(0.0));
+        assert_eq!(p["by_group"]["yellow female"]["race"]["n"], 4);
+        assert!((beauty_to_1_5(100.0) - 5.0).abs() < 1e-12);
+    }
 
     fn rec(file: &str) -> AttributeRecord {
         AttributeRecord {

@@ -15,6 +15,8 @@ use std::time::Instant;
 // Declared here rather than in main.rs so that the eval commands stay in one place.
 #[path = "eval_attributes.rs"]
 pub mod eval_attributes;
+#[path = "eval_crops.rs"]
+pub mod eval_crops;
 
 #[derive(Subcommand)]
 pub enum EvalCommand {
@@ -23,6 +25,9 @@ pub enum EvalCommand {
     /// Face attributes on attributes/manifest.jsonl: age MAE, gender, emotion, smiling, eyes,
     /// glasses, race, cartoon (faces not found count as misses).
     Attributes(eval_attributes::AttributesArgs),
+    /// Write the exact aligned crops, landmarks and mesh the pipeline computes for the largest
+    /// face of each manifest image (`.npy`), for training models on the served pixels.
+    Crops(eval_crops::CropsArgs),
 }
 
 #[derive(Args)]
@@ -59,6 +64,7 @@ pub fn run(engine: &crate::EngineArgs, cmd: EvalCommand) -> Result<ExitCode> {
     match cmd {
         EvalCommand::Detection(a) => detection(engine, a),
         EvalCommand::Attributes(a) => eval_attributes::run(engine, a),
+        EvalCommand::Crops(a) => eval_crops::run(engine, a),
     }
 }
 
