@@ -482,7 +482,12 @@ def main():
             setup_failed = True
             break
 
-        p = run_phase(name, a, host, port, pid, key, image)
+        try:
+            p = run_phase(name, a, host, port, pid, key, image)
+        except BaseException:
+            if server:  # never leave a server behind
+                server.stop(10)
+            raise
         results["phases"].append(p)
         checks += checks_for(p, a)
         alive = server is None or server.proc.poll() is None
