@@ -132,6 +132,7 @@ fn main() -> ExitCode {
     // Still single-threaded here: parsing starts no thread.
     if cli.backend != "rten" {
         limit_malloc_arenas();
+        start_malloc_trimmer();
     }
     let engine = EngineArgs {
         backend: cli.backend,
@@ -179,3 +180,57 @@ fn limit_malloc_arenas() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
+
+/// How often the trimmer hands glibc's free memory back to the system, in milliseconds, unless
+/// `FACELENS_MALLOC_TRIM_MS` says otherwise (0 turns the trimmer off).
+const MALLOC_TRIM_INTERVAL_MS: u64 = 2000;
+
+/// For the onnxruntime backend: a thread that calls `malloc_trim(0)` every
+/// [`MALLOC_TRIM_INTERVAL_MS`], so that memory freed after a run goes back to the system instead
+/// of staying in the process.
+///
+/// Why: with its arena off, onnxruntime mallocs every run's tensors (megabytes each for the
+/// detector) and frees them at the end. glibc keeps freed memory inside its heaps unless it sits
+/// at the very top of one, so the resting footprint swung with what the last runs left where:
+/// per-minute floors of 202-290 MiB in a 10-minute soak with the two arenas alone (run K), and
+/// 141-178 MiB with this thread (run P), at the same CPU time per answer (36 vs 37-39 ms);
+/// trimming every 500 ms did no better (152-197 MiB, 41 ms; run R), which points at
+/// fragmentation that trimming cannot return. A fixed mmap threshold returns that memory too
+/// and flattens it further (never putting large tensors in the heaps), but made every run
+/// fault its tensors in anew: 2x the CPU per answer at 128 KiB (docs/journal/2026-12-07-*).
+/// The rten backend allocates from Rust, was flat without it, and is left alone.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn start_malloc_trimmer() {
+    let ms = match std::env::var("FACELENS_MALLOC_TRIM_MS") {
+        Ok(v) => v.trim().parse::<u64>().unwrap_or_else(|_| {
+            eprintln!(
+                "facelens: FACELENS_MALLOC_TRIM_MS={v:?} is not a number of milliseconds; \
+                 using {MALLOC_TRIM_INTERVAL_MS}"
+            );
+            MALLOC_TRIM_INTERVAL_MS
+        }),
+        Err(_) => MALLOC_TRIM_INTERVAL_MS,
+    };
+    if ms == 0 {
+        return;
+    }
+    let interval = std::time::Duration::from_millis(ms);
+    let spawned = std::thread::Builder::new()
+        .name("malloc-trim".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                // SAFETY: malloc_trim only returns free pages of glibc's heaps to the system; it
+                // takes each arena's lock itself, so it is safe beside any allocation.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("facelens: could not start the malloc trimmer: {e}");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn start_malloc_trimmer() {}

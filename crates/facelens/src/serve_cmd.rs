@@ -109,6 +109,7 @@ async fn serve(cfg: Config, engine: crate::EngineArgs) -> Result<()> {
             "facelens: created the first API key (shown once, keep it): {}",
             created.secret.expose()
         )?;
+        writeln!(out, "facelens: {}", key_store_line(&cfg))?;
         out.flush()?;
     }
     let (pipeline, backend_name) = crate::load_pipeline(&engine)?;
@@ -133,6 +134,29 @@ async fn serve(cfg: Config, engine: crate::EngineArgs) -> Result<()> {
             shutdown_signal(),
         )
         .await
+}
+
+/// Where the key store lives, said once at the first start: the SQLite file (keys are stored
+/// as hashes, but usage and face tokens are in it too, so the folder must not be published or
+/// committed), or the database a URL points at (password masked).
+fn key_store_line(cfg: &Config) -> String {
+    let location = cfg.store_location();
+    if !cfg.database_url.is_empty() {
+        return format!(
+            "keys, quotas, usage and face tokens are stored in the database {}",
+            redact(&location)
+        );
+    }
+    let file =
+        facelens_store::sqlite::sqlite_path(&location).unwrap_or_else(|_| PathBuf::from(&location));
+    let shown = match std::path::absolute(&file) {
+        Ok(abs) if abs != file => format!("{} ({})", file.display(), abs.display()),
+        _ => file.display().to_string(),
+    };
+    format!(
+        "keys, quotas, usage and face tokens are stored in {shown}, a SQLite file: keep that \
+         folder private and out of version control"
+    )
 }
 
 /// The settings as pretty JSON with the secrets masked: what `--print-config` shows, so a
@@ -199,6 +223,30 @@ fn init_logging(json: bool) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn first_start_says_where_the_key_store_is() {
+        let cfg = facelens_server::Config::default();
+        let line = super::key_store_line(&cfg);
+        let file = std::path::Path::new("facelens-data").join("facelens.db");
+        assert!(
+            line.contains(&format!("stored in {} (", file.display())),
+            "{line}"
+        );
+        let abs = std::path::absolute(&file).unwrap();
+        assert!(line.contains(&abs.display().to_string()), "{line}");
+        assert!(line.contains("out of version control"), "{line}");
+
+        let cfg = facelens_server::Config {
+            database_url: "postgres://u:secret@db/x".into(),
+            ..Default::default()
+        };
+        let line = super::key_store_line(&cfg);
+        assert!(
+            line.ends_with("the database postgres://u:***@db/x"),
+            "{line}"
+        );
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(
