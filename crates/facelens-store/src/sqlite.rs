@@ -74,6 +74,19 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(opts.max_connections.max(1))
+            // A transaction that failed with "disk full" or an I/O error is rolled back by
+            // SQLite itself; sqlx's own ROLLBACK then fails, and it keeps counting the
+            // connection as inside a transaction, so every later BEGIN on it would fail for
+            // the life of the process. Such a connection is closed instead of handed out
+            // again (the ping first lets the rollback queued when the transaction was dropped
+            // run).
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(connect)
             .await?;
         let store = SqliteStore {
@@ -176,6 +189,41 @@ pub fn sqlite_path(location: &str) -> Result<PathBuf, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+
+    /// After a disk-full or I/O error SQLite rolls a transaction back by itself and sqlx's own
+    /// ROLLBACK fails; the connection must not stay in the pool believing it is inside a
+    /// transaction (every later write on it failed, for the life of the process).
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_by_itself_does_not_poison_the_pool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = StoreOptions {
+            max_connections: 1,
+            ..StoreOptions::default()
+        };
+        let store = SqliteStore::open_dir(dir.path(), opts).await.expect("open");
+        {
+            let (_guard, mut tx) = store.begin_write().await.expect("begin");
+            // What SQLite does on its own when a COMMIT fails for a full disk.
+            sqlx::query("ROLLBACK")
+                .execute(&mut *tx)
+                .await
+                .expect("rollback behind sqlx's back");
+        }
+        let token = "0123456789abcdef0123456789abcdef";
+        store
+            .put_face_tokens(&[(token, "{}")], 100, 10)
+            .await
+            .expect("writes work again");
+        assert_eq!(
+            store
+                .get_face_token(token, 100)
+                .await
+                .expect("get")
+                .as_deref(),
+            Some("{}")
+        );
+    }
 
     #[test]
     fn locations() {
