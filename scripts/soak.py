@@ -140,7 +140,7 @@ class Server:
                 m = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", text)
                 if m:
                     self.host, self.port = "127.0.0.1", int(m.group(1))
-                m = re.search(rb"backend (\S+), (\d+) workers, queue (\d+)", text)
+                m = re.search(rb"backend (\S+?),(?: \w+,)? (\d+) workers, queue (\d+)", text)
                 if m:
                     self.backend = m.group(1).decode()
                     self.workers, self.queue = int(m.group(2)), int(m.group(3))
