@@ -250,9 +250,9 @@ impl Pipeline {
         // Every attribute model runs once for all the faces (batched). The mesh and the
         // attribute models only need the detector's landmarks, so they are independent jobs:
         // when this analysis has the machine to itself they run side by side, one per core.
-        let model_opts = opts.attributes.for_models();
-        // Empty when no model attribute is asked for.
-        let jobs = self.attributor.jobs_for(&opts.attributes);
+        let requested = &opts.attributes;
+        // Empty when no asked-for attribute reads a model.
+        let jobs = self.attributor.jobs(requested);
         let lms: Vec<[Point; 5]> = dets.iter().map(|d| d.landmarks).collect();
         let threads = if alone && !dets.is_empty() {
             self.stage_threads.min(jobs.len() + 1)
@@ -275,7 +275,7 @@ impl Pipeline {
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
                 Task::Attribute(job) => {
-                    TaskOutput::Attribute(self.attributor.run_job(job, img, &lms, &model_opts)?)
+                    TaskOutput::Attribute(self.attributor.run_job(job, img, &lms, requested)?)
                 }
             };
             Ok((out, ms(t)))
@@ -290,7 +290,7 @@ impl Pipeline {
         }
         timings.landmarks_ms = mesh_ms;
         let meshed: Vec<(Detection, MeshResult)> = dets.into_iter().zip(meshes).collect();
-        let model_attrs = if model_opts.any_model() {
+        let model_attrs = if requested.reads_models() {
             let inputs: Vec<FaceInput<'_>> = meshed
                 .iter()
                 .map(|(d, mesh)| FaceInput {
@@ -298,7 +298,7 @@ impl Pipeline {
                     mesh: Some(mesh),
                 })
                 .collect();
-            self.attributor.combine(&inputs, &model_opts, outputs)
+            self.attributor.combine(&inputs, requested, outputs)
         } else {
             vec![Default::default(); meshed.len()]
         };
@@ -308,7 +308,6 @@ impl Pipeline {
             let bbox = d.bbox;
             let mut face = self.face_from(img, d, &mesh, opts);
             face.attributes = attributes;
-            opts.attributes.keep_requested(&mut face.attributes);
             heuristic_attributes(
                 img,
                 &bbox,
