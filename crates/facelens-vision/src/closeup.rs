@@ -18,6 +18,7 @@
 //! distances from RetinaFace's.
 
 use crate::detect::Detection;
+use crate::heads::sigmoid;
 use crate::tensor::output_index;
 use facelens_core::geometry::nms;
 use facelens_core::{Point, Rect};
@@ -108,7 +109,7 @@ impl CloseUpDetector {
                 for gx in 0..g {
                     for _ in 0..per {
                         let logit = cls.data[a].clamp(-100.0, 100.0);
-                        let score = 1.0 / (1.0 + (-logit).exp());
+                        let score = sigmoid(logit);
                         if score > threshold {
                             let (ax, ay) = (
                                 (gx as f32 + 0.5) * stride as f32,

@@ -19,7 +19,7 @@ use crate::closeup::CloseUpDetector;
 use crate::tensor::{Channels, Norm, output_index, to_nchw};
 use facelens_core::geometry::nms;
 use facelens_core::{Point, Rect};
-use facelens_imaging::{Rgb, resize};
+use facelens_imaging::{Rgb, luma, resize};
 use facelens_infer::{InferError, Model, Tensor};
 use std::sync::Arc;
 
@@ -508,8 +508,7 @@ fn priors_count(pw: u32, ph: u32) -> usize {
 pub fn grey(img: &Rgb) -> Rgb {
     let mut out = img.clone();
     for p in out.pixels_mut() {
-        let y = 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
-        let v = y.round().clamp(0.0, 255.0) as u8;
+        let v = luma(p.0).round().clamp(0.0, 255.0) as u8;
         p.0 = [v; 3];
     }
     out

@@ -6,43 +6,71 @@
 //! and keeps each fallback in sight: when a model a head reads did not run, the attribute falls
 //! back to one model's own answer, never to a head fed with a missing input.
 
-use super::features::{AttributeFeatures, faceapi_features, gear_features, smile_features};
+use super::features::{
+    AttributeFeatures, faceapi_features, gear_features, smile_feature_names, smile_features,
+};
 use super::{AttributeOptions, Attributor, FaceInput, Job, JobOutput};
-use super::{age_gender, emotion, head, race};
+use super::{age_gender, emotion, race};
+use crate::heads::{HeadError, Kind, LinearRegressionHead, SoftmaxHead, embedded};
 use facelens_core::types::{Attributes, Labelled};
+use std::sync::LazyLock;
+
+static SMILE: LazyLock<Result<SoftmaxHead, HeadError>> = LazyLock::new(|| {
+    embedded::SMILE
+        .load::<SoftmaxHead>()?
+        .with_labels(&["none", "smile"])?
+        .with_features(&smile_feature_names())
+});
+static AGE: LazyLock<Result<LinearRegressionHead, HeadError>> = LazyLock::new(|| {
+    embedded::AGE
+        .load::<LinearRegressionHead>()?
+        .with_features_known(AttributeFeatures::is_named)
+});
+static GENDER: LazyLock<Result<SoftmaxHead, HeadError>> = LazyLock::new(|| {
+    embedded::GENDER
+        .load::<SoftmaxHead>()?
+        .with_labels(&["female", "male"])?
+        .with_features_known(AttributeFeatures::is_named)
+});
 
 /// The smile head (`models/heads/smile.json`, fitted on dev data by
 /// `scripts/fit_attribute_heads.py`): P(smiling) from the fused emotion log-probabilities and the
-/// mouth geometry. Feature order: `ln p` of the seven emotions, mouth width, mouth opening,
-/// corner lift.
-pub const SMILE_HEAD_JSON: &str = include_str!("../../../../models/heads/smile.json");
+/// mouth geometry ([`smile_features`]).
+pub fn smile_head() -> Result<&'static SoftmaxHead, &'static HeadError> {
+    SMILE.as_ref()
+}
 
 /// The age head (`models/heads/age.json`, fitted on dev data): an L1 linear regression from the
-/// age models' outputs (see its `features`) to years. It corrects each model's pull towards the
-/// middle (teens read too old, seniors too young). When a model it reads did not run, the age is
-/// dlib's (or face-api's without dlib).
-pub const AGE_HEAD_JSON: &str = include_str!("../../../../models/heads/age.json");
+/// age models' outputs (named in its `features`) to years. It corrects each model's pull towards
+/// the middle (teens read too old, seniors too young). When a model it reads did not run, the
+/// age is dlib's (or face-api's without dlib).
+pub fn age_head() -> Result<&'static LinearRegressionHead, &'static HeadError> {
+    AGE.as_ref()
+}
 
 /// The gender head (`models/heads/gender.json`, fitted on dev data): a logistic regression over
-/// the gender models' logits (see its `features`). When a model it reads did not run, the gender
-/// is dlib's (or face-api's without dlib).
-pub const GENDER_HEAD_JSON: &str = include_str!("../../../../models/heads/gender.json");
+/// the gender models' logits (named in its `features`). When a model it reads did not run, the
+/// gender is dlib's (or face-api's without dlib).
+pub fn gender_head() -> Result<&'static SoftmaxHead, &'static HeadError> {
+    GENDER.as_ref()
+}
 
-/// The fitted heads the attributes read; each may be absent ([`Attributor::without_heads`]).
+/// The fitted heads the attributes read; each may be absent ([`Attributor::without_heads`], or
+/// a head that did not load, which the test of [`embedded`] rules out for the shipped ones).
 #[derive(Clone, Default)]
 pub(super) struct Heads {
-    pub smile: Option<head::LogisticHead>,
-    pub age: Option<head::LinearHead>,
-    pub gender: Option<head::LogisticHead>,
+    pub smile: Option<&'static SoftmaxHead>,
+    pub age: Option<&'static LinearRegressionHead>,
+    pub gender: Option<&'static SoftmaxHead>,
 }
 
 impl Heads {
-    /// The embedded heads (each absent if it does not parse).
+    /// The embedded heads.
     pub fn embedded() -> Self {
         Self {
-            smile: head::LogisticHead::from_json(SMILE_HEAD_JSON),
-            age: head::LinearHead::from_json(AGE_HEAD_JSON),
-            gender: head::LogisticHead::from_json(GENDER_HEAD_JSON),
+            smile: smile_head().ok(),
+            age: age_head().ok(),
+            gender: gender_head().ok(),
         }
     }
 }
@@ -159,10 +187,8 @@ impl Attributor {
                     let p_smile = self
                         .heads
                         .smile
-                        .as_ref()
                         .zip(smile_features(&p, f.mouth))
-                        .and_then(|(h, x)| h.predict(&x))
-                        .and_then(|q| q.get(1).copied())
+                        .and_then(|(h, x)| h.probability_of(&x, "smile"))
                         .unwrap_or(p[emotion::HAPPY]);
                     f.p_smile = Some(p_smile);
                     let (e, prob) = emotion::expression(p_smile, f.mouth, &self.rule);
@@ -178,8 +204,7 @@ impl Attributor {
     fn age(&self, f: &AttributeFeatures) -> Option<f32> {
         self.heads
             .age
-            .as_ref()
-            .and_then(|h| h.predict(&f.vector(&h.features)?))
+            .and_then(|h| h.predict(&f.vector(h.features())?))
             .or(f.dlib_age)
             .or(f.faceapi_age)
             .map(|v| v.clamp(0.0, 100.0))
@@ -190,12 +215,7 @@ impl Attributor {
     fn p_male(&self, f: &AttributeFeatures) -> Option<f32> {
         self.heads
             .gender
-            .as_ref()
-            .and_then(|h| {
-                let p = h.predict(&f.vector(&h.features)?)?;
-                let male = h.labels.iter().position(|l| l == "male")?;
-                p.get(male).copied()
-            })
+            .and_then(|h| h.probability_of(&f.vector(h.features())?, "male"))
             .or(f.dlib_male)
             .or(f.faceapi_male)
     }
@@ -204,19 +224,15 @@ impl Attributor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attributes::features::smile_feature_names;
 
     #[test]
-    fn embedded_heads_parse_and_match_the_feature_builders() {
-        let heads = Heads::embedded();
-        let smile = heads.smile.expect("smile head parses");
+    fn the_embedded_heads_answer_plausibly() {
+        let smile = smile_head().expect("smile head loads");
         let mouth = emotion::Mouth {
             open: 0.02,
             width: 0.4,
             corner_lift: 0.01,
         };
-        assert_eq!(smile.features, smile_feature_names());
-        assert_eq!(smile.labels, ["none", "smile"]);
         // A clearly happy face with a wide mouth reads as smiling, a neutral one does not.
         let mut happy = [0.01f32; 7];
         happy[emotion::HAPPY] = 0.94;
@@ -225,14 +241,14 @@ mod tests {
             corner_lift: 0.03,
             ..mouth
         };
-        let p = smile.predict(&smile_features(&happy, Some(wide)).expect("x"));
-        assert!(p.expect("p")[1] > 0.5);
+        let p = smile.probability_of(&smile_features(&happy, Some(wide)).expect("x"), "smile");
+        assert!(p.expect("p") > 0.5);
         let mut neutral = [0.01f32; 7];
         neutral[6] = 0.94;
-        let p = smile.predict(&smile_features(&neutral, Some(mouth)).expect("x"));
-        assert!(p.expect("p")[1] < 0.5);
+        let p = smile.probability_of(&smile_features(&neutral, Some(mouth)).expect("x"), "smile");
+        assert!(p.expect("p") < 0.5);
 
-        let age = heads.age.expect("age head parses");
+        let age = age_head().expect("age head loads");
         // A 35-year-old by every model stays in the thirties.
         let thirties = AttributeFeatures {
             dlib_age: Some(35.0),
@@ -243,14 +259,13 @@ mod tests {
         let v = age
             .predict(
                 &thirties
-                    .vector(&age.features)
+                    .vector(age.features())
                     .expect("every age feature is named"),
             )
             .expect("age");
         assert!((30.0..40.0).contains(&v), "{v}");
 
-        let gender = heads.gender.expect("gender head parses");
-        assert_eq!(gender.labels, ["female", "male"]);
+        let gender = gender_head().expect("gender head loads");
         // Models that agree on a clear man (woman) give the head's male (female) answer.
         for (p, male) in [(0.95, true), (0.05, false)] {
             let f = AttributeFeatures {
@@ -260,12 +275,13 @@ mod tests {
                 ..AttributeFeatures::default()
             };
             let q = gender
-                .predict(
-                    &f.vector(&gender.features)
+                .probability_of(
+                    &f.vector(gender.features())
                         .expect("every gender feature is named"),
+                    "male",
                 )
                 .expect("p");
-            assert_eq!(q[1] > 0.5, male, "{q:?}");
+            assert_eq!(q > 0.5, male, "{q:?}");
         }
     }
 }

@@ -31,13 +31,11 @@ pub mod combine;
 pub mod crop;
 pub mod emotion;
 pub mod features;
-pub mod head;
 pub mod options;
 pub mod plan;
 pub mod race;
 
 pub use batch::{AGE_PADDINGS, EMOTION_PADDING, GEAR_PADDING, JobOutput, MAX_BATCH, mean_rows};
-pub use combine::{AGE_HEAD_JSON, GENDER_HEAD_JSON, SMILE_HEAD_JSON};
 pub use features::{AttributeFeatures, GEAR_AGE_FEATURES, smile_feature_names, smile_features};
 pub use options::{Attribute, AttributeOptions, UnknownAttribute, strip};
 pub use plan::{Job, ModelKind, models_for, models_needed};
