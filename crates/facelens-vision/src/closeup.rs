@@ -2,8 +2,8 @@
 //!
 //! Why a second detector: RetinaFace learned faces in context (crowds, bodies, backgrounds), and
 //! a face that *is* the whole image — a tight crop, a drawn face cut to its outline — gives it
-//! little to anchor on; the padded and grey retries of [`crate::detect::Detector`] recover many
-//! of those, not all. BlazeFace short-range was trained for exactly that framing (a face
+//! little to anchor on; the padded and grey retries ([`crate::retry`]) recover many of those,
+//! not all. BlazeFace short-range was trained for exactly that framing (a face
 //! filling a phone's front camera, letterboxed to 128×128) and finds drawn faces RetinaFace
 //! misses. It is only asked when every RetinaFace attempt found nothing, and only a box that
 //! fills the frame is kept, so crowd photos never reach it.

@@ -17,10 +17,12 @@
 use crate::attributes::{
     AttributeFeatures, AttributeModels, AttributeOptions, Attributor, FaceInput, Job, JobOutput,
 };
+use crate::closeup::CloseUpDetector;
 use crate::detect::{Detection, Detector, DetectorConfig};
 use crate::heuristics;
 use crate::mesh::{FaceMesh, MeshResult, head_pose};
 use crate::quality;
+use crate::retry::RetryChain;
 use facelens_core::ErrorCode;
 use facelens_core::Point;
 use facelens_core::error::FaceError;
@@ -160,7 +162,7 @@ impl Default for Options {
 
 /// The vision pipeline.
 pub struct Pipeline {
-    detector: Detector,
+    detector: RetryChain,
     mesh: FaceMesh,
     attributor: Attributor,
     precision: Precision,
@@ -173,7 +175,10 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(models: Models) -> Result<Self, InferError> {
         Ok(Self {
-            detector: Detector::new(models.detector, models.closeup)?,
+            detector: {
+                let closeup = models.closeup.map(CloseUpDetector::new).transpose()?;
+                RetryChain::new(Detector::new(models.detector)?, closeup)
+            },
             mesh: FaceMesh::new(models.mesh)?,
             attributor: Attributor::new(models.attributes),
             precision: models.precision,
@@ -201,10 +206,10 @@ impl Pipeline {
 
     /// Detection only (no per-face stages), all faces, best score first.
     pub fn detect(&self, img: &Rgb, cfg: &DetectorConfig) -> Result<Vec<Detection>, InferError> {
-        self.detector.detect(img, cfg)
+        self.detector.detector().detect(img, cfg)
     }
 
-    /// Detection with the retries of [`Detector::detect_with_retry`] (padded, grey, close-up).
+    /// Detection with the retries of [`RetryChain::detect_with_retry`] (padded, grey, close-up).
     pub fn detect_with_retry(
         &self,
         img: &Rgb,
@@ -241,7 +246,7 @@ impl Pipeline {
         let mut dets = if opts.retry_padded {
             self.detector.detect_with_retry(img, &opts.detector)?
         } else {
-            self.detector.detect(img, &opts.detector)?
+            self.detector.detector().detect(img, &opts.detector)?
         };
         timings.detect_ms = ms(t);
         dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));

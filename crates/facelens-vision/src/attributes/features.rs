@@ -45,7 +45,8 @@ pub struct AttributeFeatures {
     pub p_smile: Option<f32>,
 }
 
-/// Feature-name suffixes of GEAR's age bins ([`super::age_gender::GEAR_AGE_BINS`]), in output order.
+/// Feature-name suffixes of GEAR's age bins ([`super::age_gender::GEAR_AGE_BINS`]), in output
+/// order.
 pub const GEAR_AGE_FEATURES: [&str; 7] =
     ["lt20", "21_25", "26_30", "31_40", "41_50", "51_60", "gt60"];
 

@@ -12,14 +12,15 @@
 //! a silent fallback at run time. After loading, nothing is indexed blindly: the predict
 //! functions check the input's length and answer `None` rather than panic.
 //!
-//! The file is tagged by `kind`; each kind is one formula, named for what it computes:
+//! The file is tagged by `kind`; each kind is one formula, named for what it computes
+//! (`zᵢ = (xᵢ − meanᵢ) / stdᵢ`):
 //!
 //! | `kind` | type | computes |
 //! |---|---|---|
-//! | `logistic` | [`LogisticHead`] | `P(labels[1]) = sigmoid(bias + Σ wᵢ (xᵢ − meanᵢ) / stdᵢ)`, a class by `threshold` |
-//! | `softmax` | [`SoftmaxHead`] | `softmax(biasⱼ + Σ wⱼᵢ (xᵢ − meanᵢ) / stdᵢ)` over `labels` |
+//! | `logistic` | [`LogisticHead`] | `P(labels[1]) = sigmoid(bias + Σ wᵢ zᵢ)`, cut at `threshold` |
+//! | `softmax` | [`SoftmaxHead`] | `softmax(biasⱼ + Σ wⱼᵢ zᵢ)` over `labels` |
 //! | `linear` | [`LinearRegressionHead`] | `bias + Σ wᵢ xᵢ` (a regression, e.g. years) |
-//! | `prototypes` | [`PrototypeHead`] | `softmax(−‖z − prototypeⱼ‖² / temperature)`, `zᵢ = (xᵢ − meanᵢ) / stdᵢ` |
+//! | `prototypes` | [`PrototypeHead`] | `softmax(−‖z − prototypeⱼ‖² / temperature)` |
 //! | `z_score` | [`ZScoreHead`] | `centre − scale · (Σ wᵢ zᵢ) / spread` (a calibrated score) |
 //!
 //! Every file also carries `about` (what it is, what it was fitted on, by which script) and
@@ -601,7 +602,8 @@ mod tests {
     fn logistic(extra: &str) -> String {
         format!(
             r#"{{"kind": "logistic", "about": "t", "labels": ["no", "yes"], "features": ["a", "b"],
-                "mean": [1, 0], "std": [2, 1], "weights": [2, -1], "bias": 0.5, "threshold": 0.5{extra}}}"#
+                "mean": [1, 0], "std": [2, 1], "weights": [2, -1], "bias": 0.5,
+                "threshold": 0.5{extra}}}"#
         )
     }
 
@@ -649,7 +651,8 @@ mod tests {
     #[test]
     fn linear_regression_head() {
         let h = LinearRegressionHead::load(
-            r#"{"kind": "linear", "about": "t", "features": ["a", "b"], "weights": [2.0, -1.0], "bias": 0.5}"#,
+            r#"{"kind": "linear", "about": "t", "features": ["a", "b"],
+                "weights": [2.0, -1.0], "bias": 0.5}"#,
         )
         .expect("valid head");
         assert_eq!(h.predict(&[1.0, 1.0]), Some(1.5));

@@ -4,10 +4,10 @@
 //! Every function here is a **heuristic**: hand-designed image and mesh-geometry features,
 //! followed where labelled development data exists by a small logistic head whose weights were
 //! **fitted on the development data** (`scripts/fit_heuristics.py`, weights in
-//! `models/heads/*.json`, loaded and checked by [`crate::heads`]). Face shape and beauty have no labelled
-//! data at all; they are deterministic formulas over the mesh, calibrated only so that their
-//! output spreads over the value range. docs/heuristics.md gives the method, the provenance of
-//! every number and the measured figures of each.
+//! `models/heads/*.json`, loaded and checked by [`crate::heads`]). Face shape and beauty have
+//! no labelled data at all; they are deterministic formulas over the mesh, calibrated only so
+//! that their output spreads over the value range. docs/heuristics.md gives the method, the
+//! provenance of every number and the measured figures of each.
 //!
 //! The functions are pure: they take what the pipeline already has for a face (the upright RGB
 //! image, the 468-point mesh in image pixels, the five detector landmarks, the box, the pose) and
