@@ -4,8 +4,8 @@
 //! a benchmark's argument), and every layer used to match on the strings itself. [`Attribute`]
 //! parses them once; [`AttributeOptions`] is the set a request runs with, and
 //! [`AttributeOptions::without`] and [`strip`] are the two halves of switching an attribute
-//! off: it is never computed (nor are models run for it alone), and it never appears in an
-//! answer, even one read back from a stored face.
+//! off: it is not computed (nor are models run for it alone), and [`strip`] removes it from
+//! any answer, one computed now or one read back from a stored face.
 
 use super::plan;
 use facelens_core::types::Attributes;
@@ -122,8 +122,8 @@ impl FromStr for Attribute {
     }
 }
 
-/// Remove every attribute in `off` from `a`: what the operator switched off is never
-/// answered, whether it was computed now or read back from a stored face.
+/// Remove every attribute in `off` from `a`, whether it was computed now or read back from a
+/// stored face (the caller applies it to every answer it gives).
 pub fn strip(a: &mut Attributes, off: &[Attribute]) {
     for attribute in off {
         attribute.clear(a);
