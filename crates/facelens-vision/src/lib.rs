@@ -21,5 +21,6 @@ pub mod quality;
 pub mod retry;
 pub mod tensor;
 
+pub use attributes::{Attribute, AttributeOptions};
 pub use detect::{Detection, Detector, DetectorConfig};
 pub use pipeline::{Models, Options, Pipeline, Precision};
