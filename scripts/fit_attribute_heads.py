@@ -27,12 +27,15 @@ Heads:
               random UTKFace sample (other combinations, with GEAR and age interactions, printed).
   race.json   (not shipped, --write=race: it did not beat the fixed mapping) the contract's [yellow, white, black, arabs] from GEAR's 5 log-probabilities.
               Trained on the random UTKFace sample (asian->yellow, indian/others->arabs).
-The feature order here must match crates/facelens-vision/src/attributes/mod.rs.
+The feature names here must be ones crates/facelens-vision/src/attributes/features.rs computes
+(the service refuses a head that names another); the files are written through scripts/heads.py.
 """
 import json
 import sys
 
 import numpy as np
+
+from heads import head
 
 EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 SEED = 7
@@ -108,18 +111,12 @@ def cross_validate(x, y, k_classes, strata, l2):
 
 
 def head_json(x, y, labels, names, l2, about):
+    """A softmax head file (scripts/heads.py) fitted on standardised features."""
     mu, sd = x.mean(0), x.std(0) + 1e-6
     w, b = fit_lr((x - mu) / sd, y, len(labels), l2)
     r = lambda v: [round(float(t), 6) for t in v]
-    return {
-        "about": about,
-        "labels": labels,
-        "features": names,
-        "mean": r(mu),
-        "scale": r(sd),
-        "weights": [r(w[:, j]) for j in range(len(labels))],
-        "bias": r(b),
-    }
+    return head("softmax", about, labels=labels, features=names, mean=r(mu), std=r(sd),
+                weights=[r(w[:, j]) for j in range(len(labels))], bias=r(b))
 
 
 def fit_l1(x, y, iters=60):
@@ -149,7 +146,7 @@ def wider_gender(path, head, logit):
     size = np.array([s for _, _, s in rows])
     col = lambda k: logit(np.array([f[k] for f, _, _ in rows]))
     x = np.stack([col(k[len("logit_"):]) for k in head["features"]], 1)
-    z = ((x - np.array(head["mean"])) / np.array(head["scale"])) @ np.array(head["weights"]).T \
+    z = ((x - np.array(head["mean"])) / np.array(head["std"])) @ np.array(head["weights"]).T \
         + np.array(head["bias"])
     male = z[:, 1] > z[:, 0]
     big = size >= 48
@@ -259,11 +256,11 @@ def main():
         if "age" in writes:
             x = np.array([variants["dlib+GEAR+face-api"](f) for f, _ in rows])
             w = fit_l1(x, y)
-            h = {"about": "age head (L1 linear regression), FITTED ON THE DEV DATA (UTKFace); "
-                          "scripts/fit_attribute_heads.py; 5-fold CV figures in docs/accuracy.md",
-                 "features": ["dlib_age"] + gear_bins + ["faceapi_age"],
-                 "weights": [round(float(v), 6) for v in w],
-                 "bias": 0.0}
+            h = head("linear", "age head (L1 linear regression), FITTED ON THE DEV DATA (UTKFace); "
+                               "scripts/fit_attribute_heads.py; 5-fold CV figures in docs/accuracy.md",
+                     features=["dlib_age"] + gear_bins + ["faceapi_age"],
+                     weights=[round(float(v), 6) for v in w],
+                     bias=0.0)
             json.dump(h, open("models/heads/age.json", "w"), indent=1)
             print("wrote models/heads/age.json")
 

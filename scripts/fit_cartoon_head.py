@@ -35,6 +35,8 @@ from fit_heuristics import cv_predict, fit_logistic, folds, head_json, pct  # no
 IMAGE_NAMES = ["flat_frac", "edge_p95_over_median", "residual_over_std", "colours", "sat_mean",
                "sat_high_frac", "eye_opening", "eye_width_over_iod", "mesh_score", "det_score",
                "ln_face_fill"]
+# The head's classes [negative, positive]: P(cartoon), as heuristics/cartoon.rs reads it.
+LABELS = ["human", "cartoon"]
 GEAR_RACES = ["white", "black", "asian", "indian", "other"]
 GEAR_AGE_BINS = ["<20", "21-25", "26-30", "31-40", "41-50", "51-60", ">60"]
 EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -166,7 +168,7 @@ def main():
         _, thr_i, kw_i = cv_threshold(Xi, y, fold, source)
         out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "heads",
                            "cartoon.json")
-        json.dump(head_json(IMAGE_NAMES + quad_names(), fit_logistic(Xi, y, **kw_i), thr_i,
+        json.dump(head_json(LABELS, IMAGE_NAMES + quad_names(), fit_logistic(Xi, y, **kw_i), thr_i,
                             "Cartoon head over image features and their squares and pairwise products only (heuristic; the fallback when an "
                             "attribute model did not run). Logistic regression fitted on DEV data: Anime "
                             "Face Dataset vs all human photos of the attribute manifest and the WIDER FACE "
@@ -177,7 +179,7 @@ def main():
         model = fit_logistic(X, y, **kw)
         out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "heads",
                            "cartoon_full.json")
-        json.dump(head_json(names, model, thr,
+        json.dump(head_json(LABELS, names, model, thr,
                             "Cartoon head over image features, attribute-model outputs and the image features' squares and pairwise products "
                             "(heuristic). Logistic regression fitted on DEV data: Anime Face Dataset "
                             "vs all human photos of the attribute manifest and the WIDER FACE dev faces; threshold = the CV score "

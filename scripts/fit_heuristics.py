@@ -15,6 +15,8 @@ import sys
 
 import numpy as np
 
+from heads import head
+
 SEED = 20240611
 K = 5
 
@@ -83,17 +85,15 @@ def cv_predict(X, y, fold, **kw):
     return out
 
 
-def head_json(names, model, threshold=0.5, note=""):
+def head_json(labels, names, model, threshold=0.5, note=""):
+    """A logistic head file (scripts/heads.py): P(labels[1]) from the standardised features."""
     mu, sd, w, b = model
-    return {
-        "about": note,
-        "features": names,
-        "mean": [round(float(v), 6) for v in mu],
-        "std": [round(float(v), 6) for v in sd],
-        "weights": [round(float(v), 6) for v in w],
-        "bias": round(float(b), 6),
-        "threshold": round(float(threshold), 6),
-    }
+    return head("logistic", note, labels=labels, features=names,
+                mean=[round(float(v), 6) for v in mu],
+                std=[round(float(v), 6) for v in sd],
+                weights=[round(float(v), 6) for v in w],
+                bias=round(float(b), 6),
+                threshold=round(float(threshold), 6))
 
 
 def pct(a, b):
@@ -161,7 +161,7 @@ def fit_eyes(rows, outdir, names):
         a[1] += 1
     for s, (a, b) in sorted(bysrc.items()):
         print(f"    {s}: {pct(int(a), b)}")
-    json.dump(head_json(names, model, 0.5,
+    json.dump(head_json(["closed", "open"], names, model, 0.5,
                         "Eye open-probability head (heuristic). Logistic regression fitted on DEV data: "
                         "closed = CEW ClosedFace + visual-label closed UTKFace eyes, open = visual-label open "
                         "UTKFace eyes; scripts/fit_heuristics.py."),
@@ -196,7 +196,7 @@ def fit_glasses(rows, outdir, names):
             a[1] += 1
     print("  accuracy by group: " + "; ".join(f"{k} {pct(int(a), b)}" for k, (a, b) in sorted(by.items())))
     model = fit_logistic(X, y, **kw)
-    json.dump(head_json(names, model, 0.5,
+    json.dump(head_json(["none", "common"], names, model, 0.5,
                         "Eyeglasses head (heuristic). Logistic regression fitted on DEV data: UTKFace "
                         "visual labels none vs common; scripts/fit_heuristics.py. Sunglasses are a fixed "
                         "rule in glasses.rs, not fitted."),
@@ -227,6 +227,8 @@ def robust(X):
     return med, mad
 
 
+# The classes in the order of heuristics/shape.rs's CLASSES (the head's labels).
+SHAPES = ["square", "triangle", "oval", "heart", "round"]
 PROTOTYPES = {  # z-units of [length, jaw, forehead, chin_angle], from the usual descriptions
     "square": [-0.8, 1.0, 0.3, 0.8],
     "triangle": [0.0, 1.0, -1.0, 0.3],
@@ -240,19 +242,21 @@ def fit_shape(rows, outdir, names):
     X = human_feats(rows, "shape")
     med, mad = robust(X)
     Z = (X - med) / mad
-    P = np.array([PROTOTYPES[c] for c in ["square", "triangle", "oval", "heart", "round"]])
+    P = np.array([PROTOTYPES[c] for c in SHAPES])
     d = ((Z[:, None, :] - P[None]) ** 2).sum(-1)
     k = d.argmin(1)
     print("== face_shape over dev human faces (robust z: median / MAD):")
     print("  median", np.round(med, 4), "MAD", np.round(mad, 4))
-    for i, c in enumerate(["square", "triangle", "oval", "heart", "round"]):
+    for i, c in enumerate(SHAPES):
         print(f"  {c:<9} {pct(int((k == i).sum()), len(k))}")
-    json.dump({
-        "about": "Face-shape calibration (heuristic). mean/std = median and MAD*1.4826 of the four ratios over "
-                 "DEV human faces (the only data-derived numbers); prototypes are hand-written z-values; "
-                 "scripts/fit_heuristics.py.",
-        "features": names, "mean": [round(float(v), 6) for v in med], "std": [round(float(v), 6) for v in mad],
-        "prototypes": P.tolist(), "temperature": 2.0}, open(f"{outdir}/shape.json", "w"), indent=1)
+    json.dump(head(
+        "prototypes",
+        "Face-shape calibration (heuristic). mean/std = median and MAD*1.4826 of the four ratios over "
+        "DEV human faces (the only data-derived numbers); prototypes are hand-written z-values; "
+        "scripts/fit_heuristics.py.",
+        labels=SHAPES, features=names, mean=[round(float(v), 6) for v in med],
+        std=[round(float(v), 6) for v in mad], prototypes=P.tolist(), temperature=2.0),
+        open(f"{outdir}/shape.json", "w"), indent=1)
 
 
 BEAUTY_WEIGHTS = [0.35, 0.25, 0.3, 0.1]
@@ -266,12 +270,13 @@ def fit_beauty(rows, outdir, names):
     score = np.clip(60 - 12 * z / spread, 0, 100)
     print(f"== beauty over {len(X)} dev human faces: mean {score.mean():.1f} sd {score.std():.1f} "
           f"p5 {np.percentile(score, 5):.1f} p95 {np.percentile(score, 95):.1f}")
-    json.dump({
-        "about": "Beauty calibration (heuristic, not learned: no labelled data). mean/std = median and MAD*1.4826 "
-                 "of each term over DEV human faces; weights hand-set; spread = sd of the weighted z-sum on dev; "
-                 "score = centre - scale * z / spread; scripts/fit_heuristics.py.",
-        "features": names, "mean": [round(float(v), 6) for v in med], "std": [round(float(v), 6) for v in mad],
-        "weights": BEAUTY_WEIGHTS, "spread": round(spread, 6), "centre": 60.0, "scale": 12.0},
+    json.dump(head(
+        "z_score",
+        "Beauty calibration (heuristic, not learned: no labelled data). mean/std = median and MAD*1.4826 "
+        "of each term over DEV human faces; weights hand-set; spread = sd of the weighted z-sum on dev; "
+        "score = centre - scale * z / spread; scripts/fit_heuristics.py.",
+        features=names, mean=[round(float(v), 6) for v in med], std=[round(float(v), 6) for v in mad],
+        weights=BEAUTY_WEIGHTS, spread=round(spread, 6), centre=60.0, scale=12.0),
         open(f"{outdir}/beauty.json", "w"), indent=1)
 
 

@@ -511,7 +511,12 @@ fn warp_core(
 
 /// Luma (BT.601) of an RGB pixel.
 pub fn luma(p: [u8; 3]) -> f32 {
-    0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32
+    luma_f32(p.map(f32::from))
+}
+
+/// Luma (BT.601) of an RGB triple on the 0..255 scale (a resampled pixel).
+pub fn luma_f32([r, g, b]: [f32; 3]) -> f32 {
+    0.299 * r + 0.587 * g + 0.114 * b
 }
 
 /// Encode an RGB image as PNG bytes (for tests, annotation and fixtures).

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 pub mod denormals;
 mod load;
-pub use load::NarrowRuns;
+pub use load::{Analysis, Load, ModelRun, NarrowRuns};
 mod rten_backend;
 pub use rten_backend::RtenBackend;
 
@@ -21,12 +21,6 @@ pub use rten_backend::RtenBackend;
 mod ort_backend;
 #[cfg(feature = "ort")]
 pub use ort_backend::OrtBackend;
-
-/// Make every model run in the process take one intra-op thread while the guard lives (see
-/// [`NarrowRuns`]).
-pub fn narrow_runs() -> NarrowRuns {
-    NarrowRuns::new()
-}
 
 /// A dense `f32` tensor in row-major order.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +94,9 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Load a model.
     fn load(&self, name: &str, bytes: ModelBytes) -> Result<Arc<dyn Model>, InferError>;
+    /// The load signal every model of this backend counts its runs in ([`Load`]); whoever
+    /// runs several of its models at once (the pipeline) counts in the same one.
+    fn load_signal(&self) -> &Load;
 }
 
 /// Which backend to use.
@@ -128,26 +125,37 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
-/// Create a backend. `threads` is the number of intra-op threads per model run (0 = one per
-/// core). With [`BackendKind::Auto`] a missing onnxruntime library falls back to rten.
+/// Create a backend with a load signal of its own. `threads` is the number of intra-op threads
+/// per model run that has the backend to itself (0 = one per core). With
+/// [`BackendKind::Auto`] a missing onnxruntime library falls back to rten.
 pub fn create_backend(kind: BackendKind, threads: usize) -> Result<Arc<dyn Backend>, InferError> {
+    create_backend_with_load(kind, threads, Load::new())
+}
+
+/// [`create_backend`] counting its runs in `load` (shared with whatever else should count
+/// there).
+pub fn create_backend_with_load(
+    kind: BackendKind,
+    threads: usize,
+    load: Load,
+) -> Result<Arc<dyn Backend>, InferError> {
     match kind {
-        BackendKind::Rten => Ok(Arc::new(RtenBackend::new(threads))),
-        BackendKind::Onnxruntime => ort_or_err(threads),
-        BackendKind::Auto => match ort_or_err(threads) {
+        BackendKind::Rten => Ok(Arc::new(RtenBackend::with_load(threads, load))),
+        BackendKind::Onnxruntime => ort_or_err(threads, load),
+        BackendKind::Auto => match ort_or_err(threads, load.clone()) {
             Ok(b) => Ok(b),
-            Err(_) => Ok(Arc::new(RtenBackend::new(threads))),
+            Err(_) => Ok(Arc::new(RtenBackend::with_load(threads, load))),
         },
     }
 }
 
 #[cfg(feature = "ort")]
-fn ort_or_err(threads: usize) -> Result<Arc<dyn Backend>, InferError> {
-    Ok(Arc::new(OrtBackend::new(threads)?))
+fn ort_or_err(threads: usize, load: Load) -> Result<Arc<dyn Backend>, InferError> {
+    Ok(Arc::new(OrtBackend::with_load(threads, load)?))
 }
 
 #[cfg(not(feature = "ort"))]
-fn ort_or_err(_threads: usize) -> Result<Arc<dyn Backend>, InferError> {
+fn ort_or_err(_threads: usize, _load: Load) -> Result<Arc<dyn Backend>, InferError> {
     Err(InferError::Unavailable(
         "this build has no onnxruntime support (rebuild with --features ort)".into(),
     ))

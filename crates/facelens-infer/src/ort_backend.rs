@@ -11,14 +11,13 @@
 //! created lazily, so a model used from one thread holds one session; all sessions of a model share
 //! one prepacked-weights container, so extra sessions cost little beyond activation memory.
 //!
-//! **Intra-op threads adapt to the load** ([`crate::load`]): a session's thread count is fixed
+//! **Intra-op threads adapt to the load** ([`crate::Load`]): a session's thread count is fixed
 //! when it is created, so each model has two pools when more than one thread is configured: a
-//! run that starts while no other run is in progress in the process takes a session with the
-//! configured threads; a run that starts beside another takes a single-threaded one.
+//! run that starts while no other run is in progress takes a session with the configured
+//! threads; a run that starts beside another takes a single-threaded one.
 
 use crate::denormals::{self, FlushGuard};
-use crate::load::RunInProgress;
-use crate::{Backend, InferError, Model, ModelBytes, Tensor};
+use crate::{Backend, InferError, Load, Model, ModelBytes, Tensor};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::PrepackedWeights;
@@ -41,6 +40,7 @@ pub struct OrtBackend {
     max_sessions: usize,
     /// Read once here so that every session of the process is configured alike.
     arena: bool,
+    load: Load,
 }
 
 impl OrtBackend {
@@ -48,7 +48,13 @@ impl OrtBackend {
     /// the process to itself (0 = the onnxruntime default, one per physical core); a run that
     /// starts while another is in progress uses one (module documentation). Each model pools at
     /// most one session of each kind per available CPU; see [`OrtBackend::with_max_sessions`].
+    /// The backend's runs count in a [`Load`] of its own.
     pub fn new(threads: usize) -> Result<Self, InferError> {
+        Self::with_load(threads, Load::new())
+    }
+
+    /// [`OrtBackend::new`], counting runs in `load`.
+    pub fn with_load(threads: usize, load: Load) -> Result<Self, InferError> {
         let env = environment()?;
         let max_sessions = std::thread::available_parallelism().map_or(4, |n| n.get());
         Ok(Self {
@@ -56,6 +62,7 @@ impl OrtBackend {
             threads,
             max_sessions,
             arena: arena_enabled(),
+            load,
         })
     }
 
@@ -131,6 +138,10 @@ impl Backend for OrtBackend {
     fn load(&self, name: &str, bytes: ModelBytes) -> Result<Arc<dyn Model>, InferError> {
         Ok(Arc::new(self.load_model(name, bytes)?))
     }
+
+    fn load_signal(&self) -> &Load {
+        &self.load
+    }
 }
 
 impl OrtBackend {
@@ -179,6 +190,7 @@ impl OrtBackend {
             output_names,
             wide: SessionPool::new(factory, self.threads, self.max_sessions, Some(first)),
             narrow,
+            load: self.load.clone(),
         })
     }
 }
@@ -350,6 +362,7 @@ struct OrtModel {
     /// Single-threaded sessions for a run that starts while others are in progress; `None`
     /// when one thread is configured anyway.
     narrow: Option<SessionPool>,
+    load: Load,
 }
 
 impl OrtModel {
@@ -385,7 +398,7 @@ impl Model for OrtModel {
         }
         let value = TensorRef::from_array_view((input.shape.as_slice(), input.data.as_slice()))
             .map_err(|e| err(e.to_string()))?;
-        let in_progress = RunInProgress::start();
+        let in_progress = self.load.model_run();
         let mut pooled = self
             .pool_for(in_progress.narrow())
             .checkout()
@@ -506,7 +519,7 @@ mod tests {
         assert_eq!(model.pool_for(false).threads, 2);
         assert_eq!(model.pool_for(true).threads, 1);
 
-        crate::load::tests::run_alone_then_beside_another(&model);
+        crate::load::tests::run_alone_then_beside_another(&model, backend.load_signal());
         assert_eq!(
             totals(&model).1,
             Some(1),

@@ -1,7 +1,7 @@
 //! The default backend: rten, a pure-Rust ONNX runtime. `Model::run(&self)` is thread-safe, so
 //! one loaded model serves every request; intra-op parallelism uses a rayon pool we size.
 //!
-//! Intra-op threads adapt to the load ([`crate::load`]): a run that starts while another is in
+//! Intra-op threads adapt to the load ([`crate::Load`]): a run that starts while another is in
 //! progress runs on a single-threaded pool of its own (taken from a small stack of them, one
 //! per run at once) instead of sharing the configured pool, where concurrent runs split every
 //! operator into tasks that the other runs' threads then steal.
@@ -9,8 +9,7 @@
 //! Every pool's threads flush subnormal floats to zero ([`crate::denormals`]).
 
 use crate::denormals::{self, FlushGuard};
-use crate::load::RunInProgress;
-use crate::{Backend, InferError, Model, ModelBytes, Tensor};
+use crate::{Backend, InferError, Load, Model, ModelBytes, Tensor};
 use rten::{ModelOptions, RunOptions, ThreadPool, Value};
 use rten_tensor::prelude::*;
 use std::sync::{Arc, Mutex, Once, PoisonError};
@@ -21,12 +20,19 @@ pub struct RtenBackend {
     /// Single-threaded pools for runs that start beside others; `None` when one thread is
     /// configured anyway.
     narrow: Option<Arc<NarrowPools>>,
+    load: Load,
 }
 
 impl RtenBackend {
-    /// `threads` = intra-op threads of a run that has the process to itself; 0 uses rten's
+    /// `threads` = intra-op threads of a run that has the backend to itself; 0 uses rten's
     /// default (one per physical core). A run that starts beside another uses one thread.
+    /// The backend's runs count in a [`Load`] of its own.
     pub fn new(threads: usize) -> Self {
+        Self::with_load(threads, Load::new())
+    }
+
+    /// [`RtenBackend::new`], counting runs in `load`.
+    pub fn with_load(threads: usize, load: Load) -> Self {
         let pool = (threads > 0).then(|| Arc::new(flushing_pool(threads)));
         if threads == 0 {
             // rten's own global pool runs these models (and nothing else of ours).
@@ -34,7 +40,7 @@ impl RtenBackend {
             GLOBAL.call_once(|| flush_in(rten::thread_pool()));
         }
         let narrow = (threads != 1).then(|| Arc::new(NarrowPools::default()));
-        Self { pool, narrow }
+        Self { pool, narrow, load }
     }
 }
 
@@ -119,7 +125,12 @@ impl Backend for RtenBackend {
             output_names,
             pool: self.pool.clone(),
             narrow: self.narrow.clone(),
+            load: self.load.clone(),
         }))
+    }
+
+    fn load_signal(&self) -> &Load {
+        &self.load
     }
 }
 
@@ -131,6 +142,7 @@ struct RtenModel {
     output_names: Vec<String>,
     pool: Option<Arc<ThreadPool>>,
     narrow: Option<Arc<NarrowPools>>,
+    load: Load,
 }
 
 impl Model for RtenModel {
@@ -148,7 +160,7 @@ impl Model for RtenModel {
             reason,
         };
         let view = rten_tensor::TensorView::from_data(&input.shape, input.data.as_slice());
-        let in_progress = RunInProgress::start();
+        let in_progress = self.load.model_run();
         let narrow = match &self.narrow {
             Some(pools) if in_progress.narrow() => Some((pools, pools.checkout())),
             _ => None,
@@ -226,7 +238,7 @@ mod tests {
                 ModelBytes::Owned(std::fs::read(MODEL).unwrap()),
             )
             .unwrap();
-        crate::load::tests::run_alone_then_beside_another(model.as_ref());
+        crate::load::tests::run_alone_then_beside_another(model.as_ref(), backend.load_signal());
         let idle = narrow.idle.lock().unwrap().len();
         assert_eq!(
             idle, 1,

@@ -18,8 +18,8 @@
 use divan::{Bencher, black_box};
 use facelens_imaging::{DecodeLimits, Rgb, decode, encode_jpeg};
 use facelens_infer::{BackendKind, create_backend};
-use facelens_vision::attributes::AttributeOptions;
 use facelens_vision::attributes::Attributor;
+use facelens_vision::attributes::{Attribute, AttributeOptions};
 use facelens_vision::detect::{Detection, DetectorConfig};
 use facelens_vision::mesh::FaceMesh;
 use facelens_vision::pipeline::{Models, Options, Pipeline, Precision};
@@ -219,13 +219,10 @@ fn mesh_one_face(bencher: Bencher) {
 fn attribute(bencher: Bencher, which: &str) {
     let f = fx();
     let attributor = Attributor::new(f.models.attributes.clone());
-    let mut opts = AttributeOptions::NONE;
-    match which {
-        "age" => opts.age = true,
-        "gender" => opts.gender = true,
-        "emotion" => opts.emotion = true,
-        _ => opts.race = true,
-    }
+    let opts = match which.parse::<Attribute>() {
+        Ok(a) => AttributeOptions::only(&[a]),
+        Err(e) => panic!("{e}"),
+    };
     bencher.bench(|| {
         attributor
             .run(black_box(&f.img), &f.det.landmarks, None, &opts)

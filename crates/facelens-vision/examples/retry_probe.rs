@@ -16,7 +16,7 @@ use facelens_imaging::{DecodeLimits, Rgb, decode, resize};
 use facelens_infer::{BackendKind, ModelBytes};
 use facelens_vision::closeup::CloseUpDetector;
 use facelens_vision::detect::{Pass, PassScale};
-use facelens_vision::detect::{fills_frame, grey, pad_canvas};
+use facelens_vision::retry::{fills_frame, grey, pad_canvas};
 use facelens_vision::{Detection, DetectorConfig, Models, Pipeline};
 use std::path::PathBuf;
 

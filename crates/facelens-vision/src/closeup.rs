@@ -2,8 +2,8 @@
 //!
 //! Why a second detector: RetinaFace learned faces in context (crowds, bodies, backgrounds), and
 //! a face that *is* the whole image — a tight crop, a drawn face cut to its outline — gives it
-//! little to anchor on; the padded and grey retries of [`crate::detect::Detector`] recover many
-//! of those, not all. BlazeFace short-range was trained for exactly that framing (a face
+//! little to anchor on; the padded and grey retries ([`crate::retry`]) recover many of those,
+//! not all. BlazeFace short-range was trained for exactly that framing (a face
 //! filling a phone's front camera, letterboxed to 128×128) and finds drawn faces RetinaFace
 //! misses. It is only asked when every RetinaFace attempt found nothing, and only a box that
 //! fills the frame is kept, so crowd photos never reach it.
@@ -18,6 +18,7 @@
 //! distances from RetinaFace's.
 
 use crate::detect::Detection;
+use crate::heads::sigmoid;
 use crate::tensor::output_index;
 use facelens_core::geometry::nms;
 use facelens_core::{Point, Rect};
@@ -108,7 +109,7 @@ impl CloseUpDetector {
                 for gx in 0..g {
                     for _ in 0..per {
                         let logit = cls.data[a].clamp(-100.0, 100.0);
-                        let score = 1.0 / (1.0 + (-logit).exp());
+                        let score = sigmoid(logit);
                         if score > threshold {
                             let (ax, ay) = (
                                 (gx as f32 + 0.5) * stride as f32,

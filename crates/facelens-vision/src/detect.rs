@@ -12,10 +12,9 @@
 //!   upscaled pass that only contributes small faces and a downscaled pass that only contributes
 //!   large ones; all candidates are merged by one NMS.
 //!
-//! A face that fills the whole frame has no context around it and is sometimes missed; callers
-//! retry on a padded canvas (see [`Detector::detect_with_retry`]).
+//! A face that fills the whole frame has no context around it and is sometimes missed; the
+//! retries (padded and grey canvases, then the close-up detector) are [`crate::retry`]'s.
 
-use crate::closeup::CloseUpDetector;
 use crate::tensor::{Channels, Norm, output_index, to_nchw};
 use facelens_core::geometry::nms;
 use facelens_core::{Point, Rect};
@@ -69,22 +68,18 @@ pub struct DetectorConfig {
     /// At most this many faces are returned.
     pub max_faces: usize,
     pub passes: Vec<Pass>,
-    /// Lower confidence accepted by [`Detector::detect_with_retry`]'s padded retry, and only for
-    /// a face that fills the frame (see [`RETRY_MIN_FILL`]), when the retry finds nothing at
-    /// `score_threshold` either. Close-ups and drawn faces without context score low; a box
-    /// that covers most of an image in which nothing else was found is rarely a false alarm.
+    /// Lower confidence accepted by the padded retry ([`crate::retry`]), and only for a face
+    /// that fills the frame (see [`crate::retry::RETRY_MIN_FILL`]), when the retry finds
+    /// nothing at `score_threshold` either. Close-ups and drawn faces without context score
+    /// low; a box that covers most of an image in which nothing else was found is rarely a
+    /// false alarm.
     /// Crowd photos are unaffected: the retry runs only when the normal pass found nothing.
     pub retry_score_threshold: f32,
-    /// Last step of [`Detector::detect_with_retry`]: when RetinaFace found nothing on the image
+    /// Last step of the retries ([`crate::retry`]): when RetinaFace found nothing on the image
     /// and both retry canvases, the close-up detector ([`crate::closeup`]) may give a face
     /// scoring above this that fills the frame. `None` switches the step off.
     pub closeup_threshold: Option<f32>,
 }
-
-/// A low-confidence retry detection (see [`DetectorConfig::retry_score_threshold`]) is kept only
-/// when its box, clipped to the image, spans at least this fraction of the image's width or
-/// height (the longer of the two ratios).
-pub const RETRY_MIN_FILL: f32 = 0.5;
 
 impl DetectorConfig {
     /// One pass, long side in `[320, max_side]`.
@@ -158,15 +153,6 @@ pub const RETRY_SCORE_THRESHOLD: f32 = 0.3;
 /// docs/heuristics.md, face_type).
 pub const CLOSEUP_THRESHOLD: f32 = 0.75;
 
-/// The retries run on the image scaled down to at most this long side.
-pub const RETRY_MAX_SIDE: u32 = 640;
-
-/// Padding of the first retry's canvas, as a fraction of the image's long side.
-pub const RETRY_PAD: f32 = 0.4;
-/// Padding of the grey retry's canvas (wider: measured to find more drawn faces than 0.4 for
-/// fewer false ones, `examples/retry_probe.rs`).
-pub const GREY_RETRY_PAD: f32 = 1.0;
-
 /// RetinaFace priors (biubug6 layout): per stride, per cell row-major, per anchor size.
 const STEPS: [(u32, [f32; 2]); 3] = [(8, [16.0, 32.0]), (16, [64.0, 128.0]), (32, [256.0, 512.0])];
 const VARIANCE: [f32; 2] = [0.1, 0.2];
@@ -176,22 +162,19 @@ const MEAN_BGR: [f32; 3] = [104.0, 117.0, 123.0];
 /// The RetinaFace detector around a loaded model.
 pub struct Detector {
     model: Arc<dyn Model>,
-    closeup: Option<CloseUpDetector>,
     loc: usize,
     conf: usize,
     landmarks: usize,
 }
 
 impl Detector {
-    /// RetinaFace `model`, and optionally the close-up fallback of the retry.
-    pub fn new(model: Arc<dyn Model>, closeup: Option<Arc<dyn Model>>) -> Result<Self, InferError> {
-        let closeup = closeup.map(CloseUpDetector::new).transpose()?;
+    /// RetinaFace `model`.
+    pub fn new(model: Arc<dyn Model>) -> Result<Self, InferError> {
         let find = |n: &str| output_index(model.as_ref(), n);
         Ok(Self {
             loc: find("loc")?,
             conf: find("conf")?,
             landmarks: find("landmarks")?,
-            closeup,
             model,
         })
     }
@@ -231,117 +214,6 @@ impl Detector {
             .take(cfg.max_faces)
             .map(|i| all[i].clone())
             .collect())
-    }
-
-    /// Detect; when nothing is found, retry in steps, each only when the previous found nothing:
-    ///
-    /// 1. the image centred on a canvas padded by [`RETRY_PAD`] of its long side (a face that
-    ///    fills the frame has no context and is often missed otherwise), accepting a face that
-    ///    fills the frame ([`RETRY_MIN_FILL`]) down to `cfg.retry_score_threshold`;
-    /// 2. the same in grey on a wider canvas ([`GREY_RETRY_PAD`]): saturated hair and flat colour
-    ///    fills (drawn faces) throw the detector off, their luminance does not;
-    /// 3. the close-up detector ([`Detector::closeup`]).
-    ///
-    /// The steps work on the image scaled down to [`RETRY_MAX_SIDE`] (the canvases of a large
-    /// photo would otherwise cost hundreds of megabytes); boxes come back in `img` coordinates.
-    ///
-    /// On the dev data the steps find 264, then 279, then 284 of the 300 anime crops that the
-    /// normal pass misses 55 of, for a "face" on 59, 62, 63 of 1,636 faceless patches of crowd
-    /// photos; see docs/heuristics.md (face_type) and `examples/retry_probe.rs`.
-    pub fn detect_with_retry(
-        &self,
-        img: &Rgb,
-        cfg: &DetectorConfig,
-    ) -> Result<Vec<Detection>, InferError> {
-        let dets = self.detect(img, cfg)?;
-        if !dets.is_empty() {
-            return Ok(dets);
-        }
-        // The retries look for a face that fills the frame, which needs no more than
-        // RETRY_MAX_SIDE pixels; working on the full image would make the padded canvases of a
-        // 4096 px photo hundreds of megabytes.
-        let (w, h) = img.dimensions();
-        let long = w.max(h);
-        if long <= RETRY_MAX_SIDE {
-            return self.retries(img, cfg);
-        }
-        let k = RETRY_MAX_SIDE as f32 / long as f32;
-        let (sw, sh) = (
-            ((w as f32 * k).round() as u32).max(1),
-            ((h as f32 * k).round() as u32).max(1),
-        );
-        let mut dets = self.retries(&resize(img, sw, sh), cfg)?;
-        let (sx, sy) = (w as f32 / sw as f32, h as f32 / sh as f32);
-        for d in &mut dets {
-            d.bbox = d.bbox.scale(sx, sy).clip(w as f32, h as f32);
-            for p in &mut d.landmarks {
-                p.x *= sx;
-                p.y *= sy;
-            }
-        }
-        Ok(dets)
-    }
-
-    /// The retry steps of [`Detector::detect_with_retry`] on an image of at most
-    /// [`RETRY_MAX_SIDE`] pixels.
-    fn retries(&self, img: &Rgb, cfg: &DetectorConfig) -> Result<Vec<Detection>, InferError> {
-        let (w, h) = img.dimensions();
-        let pad = (w.max(h) as f32 * RETRY_PAD).round() as u32;
-        let found = self.retry_on(&pad_canvas(img, pad), pad, (w, h), cfg)?;
-        if !found.is_empty() {
-            return Ok(found);
-        }
-        let pad = (w.max(h) as f32 * GREY_RETRY_PAD).round() as u32;
-        let found = self.retry_on(&pad_canvas(&grey(img), pad), pad, (w, h), cfg)?;
-        if !found.is_empty() {
-            return Ok(found);
-        }
-        self.closeup(img, cfg)
-    }
-
-    /// The close-up fallback: the best frame-filling face of the close-up detector scoring above
-    /// `cfg.closeup_threshold`, on the image as is, else on the canvas padded by [`RETRY_PAD`]
-    /// (nothing when the detector or the threshold is absent).
-    pub fn closeup(&self, img: &Rgb, cfg: &DetectorConfig) -> Result<Vec<Detection>, InferError> {
-        let (Some(det), Some(thr)) = (&self.closeup, cfg.closeup_threshold) else {
-            return Ok(Vec::new());
-        };
-        let (w, h) = img.dimensions();
-        for pad_frac in [0.0, RETRY_PAD] {
-            let pad = (w.max(h) as f32 * pad_frac).round() as u32;
-            let mut dets = if pad == 0 {
-                det.detect(img, thr)?
-            } else {
-                det.detect(&pad_canvas(img, pad), thr)?
-            };
-            unpad(&mut dets, pad, (w, h));
-            if let Some(d) = dets
-                .into_iter()
-                .find(|d| fills_frame(&d.bbox, w as f32, h as f32))
-            {
-                return Ok(vec![d]);
-            }
-        }
-        Ok(Vec::new())
-    }
-
-    /// One retry: detect on `canvas` (the image centred `pad` pixels in) at the low threshold,
-    /// map back to image coordinates and keep per [`keep_retry`].
-    fn retry_on(
-        &self,
-        canvas: &Rgb,
-        pad: u32,
-        (w, h): (u32, u32),
-        cfg: &DetectorConfig,
-    ) -> Result<Vec<Detection>, InferError> {
-        let low = cfg.retry_score_threshold.min(cfg.score_threshold);
-        let retry_cfg = DetectorConfig {
-            score_threshold: low,
-            ..cfg.clone()
-        };
-        let mut dets = self.detect(canvas, &retry_cfg)?;
-        unpad(&mut dets, pad, (w, h));
-        Ok(keep_retry(dets, cfg.score_threshold, w as f32, h as f32))
     }
 
     fn run_scaled(
@@ -463,74 +335,11 @@ impl Detector {
     }
 }
 
-/// Detections on a canvas holding the `w × h` image `pad` pixels in, moved to image coordinates.
-/// Boxes leaving the image were clipped to the canvas, not to the image: they are measured and
-/// clipped again.
-fn unpad(dets: &mut [Detection], pad: u32, (w, h): (u32, u32)) {
-    let off = pad as f32;
-    for d in dets {
-        let b = d.bbox.translate(-off, -off);
-        d.completeness = d.completeness.min(b.inside_fraction(w as f32, h as f32));
-        d.bbox = b.clip(w as f32, h as f32);
-        for p in &mut d.landmarks {
-            p.x -= off;
-            p.y -= off;
-        }
-    }
-}
-
-/// The retry's detections as the normal threshold would keep them; only when there are none,
-/// the low-confidence ones that fill the frame (so a weak large box never displaces a confident
-/// face, and small weak boxes are never accepted).
-fn keep_retry(mut dets: Vec<Detection>, threshold: f32, w: f32, h: f32) -> Vec<Detection> {
-    if dets.iter().any(|d| d.score > threshold) {
-        dets.retain(|d| d.score > threshold);
-    } else {
-        dets.retain(|d| fills_frame(&d.bbox, w, h));
-    }
-    dets
-}
-
-/// Whether `b` (in image coordinates, clipped) spans at least [`RETRY_MIN_FILL`] of the image's
-/// width or height.
-pub fn fills_frame(b: &Rect, w: f32, h: f32) -> bool {
-    w > 0.0 && h > 0.0 && (b.width() / w).max(b.height() / h) >= RETRY_MIN_FILL
-}
-
 fn priors_count(pw: u32, ph: u32) -> usize {
     STEPS
         .iter()
         .map(|(s, sizes)| (pw.div_ceil(*s) * ph.div_ceil(*s)) as usize * sizes.len())
         .sum()
-}
-
-/// `img` in grey (BT.601 luma in all three channels).
-pub fn grey(img: &Rgb) -> Rgb {
-    let mut out = img.clone();
-    for p in out.pixels_mut() {
-        let y = 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
-        let v = y.round().clamp(0.0, 255.0) as u8;
-        p.0 = [v; 3];
-    }
-    out
-}
-
-/// `img` centred on a canvas `pad` pixels larger on every side, filled with the image's mean
-/// colour (a neutral background that does not look like an edge).
-pub fn pad_canvas(img: &Rgb, pad: u32) -> Rgb {
-    let (w, h) = img.dimensions();
-    let mut sum = [0u64; 3];
-    for p in img.pixels() {
-        for c in 0..3 {
-            sum[c] += p[c] as u64;
-        }
-    }
-    let n = (w as u64 * h as u64).max(1);
-    let fill =
-        facelens_imaging::image::Rgb([(sum[0] / n) as u8, (sum[1] / n) as u8, (sum[2] / n) as u8]);
-    let mut canvas = Rgb::from_pixel(w + 2 * pad, h + 2 * pad, fill);
-    facelens_imaging::image::imageops::replace(&mut canvas, img, pad as i64, pad as i64);
-    canvas
 }
 
 #[cfg(test)]
@@ -541,50 +350,5 @@ mod tests {
     fn prior_count_matches_model_output_layout() {
         // 640x480 gives 12600 priors (checked against the model's output shape).
         assert_eq!(priors_count(640, 480), 12600);
-    }
-
-    fn det(score: f32, bbox: Rect) -> Detection {
-        Detection {
-            bbox,
-            score,
-            landmarks: [Point::default(); 5],
-            completeness: 1.0,
-        }
-    }
-
-    #[test]
-    fn retry_keeps_weak_faces_only_when_they_fill_the_frame_and_nothing_confident_exists() {
-        let big = Rect::new(5.0, 5.0, 60.0, 62.0);
-        let small = Rect::new(5.0, 5.0, 20.0, 20.0);
-        // A confident face: weak ones are dropped, even a large one.
-        let kept = keep_retry(vec![det(0.35, big), det(0.9, small)], 0.5, 64.0, 64.0);
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].score, 0.9);
-        // Nothing confident: the weak face that fills the frame is kept, the small one is not.
-        let kept = keep_retry(vec![det(0.35, big), det(0.4, small)], 0.5, 64.0, 64.0);
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].bbox, big);
-        assert!(keep_retry(vec![det(0.4, small)], 0.5, 64.0, 64.0).is_empty());
-        // The defaults enable it for both profiles.
-        assert!(DetectorConfig::fast(640).retry_score_threshold < 0.5);
-        assert!(DetectorConfig::accurate().retry_score_threshold < 0.5);
-    }
-
-    #[test]
-    fn grey_keeps_luminance_and_drops_colour() {
-        let mut img = Rgb::from_pixel(2, 1, facelens_imaging::image::Rgb([255, 0, 0]));
-        img.put_pixel(1, 0, facelens_imaging::image::Rgb([10, 200, 30]));
-        let g = grey(&img);
-        assert_eq!(g.get_pixel(0, 0).0, [76; 3]); // 0.299 * 255
-        assert_eq!(g.get_pixel(1, 0).0, [124; 3]); // 3 + 117.4 + 3.4
-    }
-
-    #[test]
-    fn pad_canvas_places_image_in_the_centre() {
-        let img = Rgb::from_pixel(10, 20, facelens_imaging::image::Rgb([200, 10, 10]));
-        let c = pad_canvas(&img, 5);
-        assert_eq!(c.dimensions(), (20, 30));
-        assert_eq!(c.get_pixel(5, 5).0, [200, 10, 10]);
-        assert_eq!(c.get_pixel(0, 0).0, [200, 10, 10]); // mean colour of a flat image
     }
 }

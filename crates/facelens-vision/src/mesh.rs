@@ -8,6 +8,7 @@
 //! detector landmarks, because the mesh is denser and far more stable.
 
 use crate::detect::Detection;
+use crate::heads::sigmoid;
 use facelens_core::types::Pose;
 use facelens_core::{Affine, Point};
 use facelens_imaging::{Rgb, warp_affine_f32};
@@ -157,10 +158,6 @@ impl FaceMesh {
             crop,
         })
     }
-}
-
-pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 fn sub(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {

@@ -17,17 +17,18 @@
 use crate::attributes::{
     AttributeFeatures, AttributeModels, AttributeOptions, Attributor, FaceInput, Job, JobOutput,
 };
+use crate::closeup::CloseUpDetector;
 use crate::detect::{Detection, Detector, DetectorConfig};
 use crate::heuristics;
 use crate::mesh::{FaceMesh, MeshResult, head_pose};
 use crate::quality;
+use crate::retry::RetryChain;
 use facelens_core::ErrorCode;
 use facelens_core::Point;
 use facelens_core::error::FaceError;
 use facelens_core::types::{Analysis, Attributes, Face, Pose, Timings};
 use facelens_imaging::{DecodeLimits, Rgb, decode};
-use facelens_infer::{Backend, InferError, Model, ModelBytes};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use facelens_infer::{Backend, InferError, Load, Model, ModelBytes};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -42,6 +43,9 @@ pub struct Models {
     pub attributes: AttributeModels,
     /// The weights the models with an int8 version were loaded with.
     pub precision: Precision,
+    /// The load signal the models' backend counts its runs in; the pipeline counts its
+    /// analyses there too ([`Load`]).
+    pub load: Load,
 }
 
 /// Which weights the models that have an int8 version (GEAR, dlib age, and RetinaFace's
@@ -128,6 +132,7 @@ impl Models {
                 faceapi: Some(load("faceapi_age_gender")?),
             },
             precision,
+            load: backend.load_signal().clone(),
         })
     }
 }
@@ -160,25 +165,28 @@ impl Default for Options {
 
 /// The vision pipeline.
 pub struct Pipeline {
-    detector: Detector,
+    detector: RetryChain,
     mesh: FaceMesh,
     attributor: Attributor,
     precision: Precision,
     /// Threads the per-face stage may use when one analysis has the machine to itself.
     stage_threads: usize,
-    /// Analyses in progress on this pipeline.
-    active: AtomicUsize,
+    /// Analyses and model runs in progress, shared with the models' backend.
+    load: Load,
 }
 
 impl Pipeline {
     pub fn new(models: Models) -> Result<Self, InferError> {
         Ok(Self {
-            detector: Detector::new(models.detector, models.closeup)?,
+            detector: {
+                let closeup = models.closeup.map(CloseUpDetector::new).transpose()?;
+                RetryChain::new(Detector::new(models.detector)?, closeup)
+            },
             mesh: FaceMesh::new(models.mesh)?,
             attributor: Attributor::new(models.attributes),
             precision: models.precision,
             stage_threads: available_cores(),
-            active: AtomicUsize::new(0),
+            load: models.load,
         })
     }
 
@@ -201,10 +209,10 @@ impl Pipeline {
 
     /// Detection only (no per-face stages), all faces, best score first.
     pub fn detect(&self, img: &Rgb, cfg: &DetectorConfig) -> Result<Vec<Detection>, InferError> {
-        self.detector.detect(img, cfg)
+        self.detector.detector().detect(img, cfg)
     }
 
-    /// Detection with the retries of [`Detector::detect_with_retry`] (padded, grey, close-up).
+    /// Detection with the retries of [`RetryChain::detect_with_retry`] (padded, grey, close-up).
     pub fn detect_with_retry(
         &self,
         img: &Rgb,
@@ -235,13 +243,13 @@ impl Pipeline {
         opts: &Options,
         timings: &mut Timings,
     ) -> Result<Vec<(Face, AttributeFeatures)>, InferError> {
-        let active = Active::enter(&self.active);
-        let alone = active.others == 0;
+        let analysis = self.load.analysis();
+        let alone = analysis.alone();
         let t = Instant::now();
         let mut dets = if opts.retry_padded {
             self.detector.detect_with_retry(img, &opts.detector)?
         } else {
-            self.detector.detect(img, &opts.detector)?
+            self.detector.detector().detect(img, &opts.detector)?
         };
         timings.detect_ms = ms(t);
         dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
@@ -250,9 +258,9 @@ impl Pipeline {
         // Every attribute model runs once for all the faces (batched). The mesh and the
         // attribute models only need the detector's landmarks, so they are independent jobs:
         // when this analysis has the machine to itself they run side by side, one per core.
-        let model_opts = opts.attributes.for_models();
-        // Empty when no model attribute is asked for.
-        let jobs = self.attributor.jobs_for(&opts.attributes);
+        let requested = &opts.attributes;
+        // Empty when no asked-for attribute reads a model.
+        let jobs = self.attributor.jobs(requested);
         let lms: Vec<[Point; 5]> = dets.iter().map(|d| d.landmarks).collect();
         let threads = if alone && !dets.is_empty() {
             self.stage_threads.min(jobs.len() + 1)
@@ -266,7 +274,7 @@ impl Pipeline {
         let mut mesh_ms = 0.0;
         let mut meshes = Vec::new();
         let mut outputs = Vec::new();
-        for out in run_tasks(tasks, threads, |task| {
+        for out in run_tasks(tasks, threads, &self.load, |task| {
             let t = Instant::now();
             let out = match task {
                 Task::Mesh => TaskOutput::Mesh(
@@ -275,7 +283,7 @@ impl Pipeline {
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
                 Task::Attribute(job) => {
-                    TaskOutput::Attribute(self.attributor.run_job(job, img, &lms, &model_opts)?)
+                    TaskOutput::Attribute(self.attributor.run_job(job, img, &lms, requested)?)
                 }
             };
             Ok((out, ms(t)))
@@ -290,7 +298,7 @@ impl Pipeline {
         }
         timings.landmarks_ms = mesh_ms;
         let meshed: Vec<(Detection, MeshResult)> = dets.into_iter().zip(meshes).collect();
-        let model_attrs = if model_opts.any_model() {
+        let model_attrs = if requested.reads_models() {
             let inputs: Vec<FaceInput<'_>> = meshed
                 .iter()
                 .map(|(d, mesh)| FaceInput {
@@ -298,7 +306,7 @@ impl Pipeline {
                     mesh: Some(mesh),
                 })
                 .collect();
-            self.attributor.combine(&inputs, &model_opts, outputs)
+            self.attributor.combine(&inputs, requested, outputs)
         } else {
             vec![Default::default(); meshed.len()]
         };
@@ -308,7 +316,6 @@ impl Pipeline {
             let bbox = d.bbox;
             let mut face = self.face_from(img, d, &mesh, opts);
             face.attributes = attributes;
-            opts.attributes.keep_requested(&mut face.attributes);
             heuristic_attributes(
                 img,
                 &bbox,
@@ -425,9 +432,9 @@ enum TaskOutput {
 
 /// Run `tasks` in order on up to `threads` threads (the calling one included), each thread
 /// taking the next task as soon as it is free; the results come back in task order. With more
-/// than one thread every model run takes one intra-op thread ([`facelens_infer::narrow_runs`]),
-/// so that the jobs, not one model's operators, share the cores.
-fn run_tasks<T, R>(tasks: Vec<T>, threads: usize, f: impl Fn(T) -> R + Sync) -> Vec<R>
+/// than one thread every model run takes one intra-op thread ([`Load::narrow_runs`]), so that
+/// the jobs, not one model's operators, share the cores.
+fn run_tasks<T, R>(tasks: Vec<T>, threads: usize, load: &Load, f: impl Fn(T) -> R + Sync) -> Vec<R>
 where
     T: Send,
     R: Send,
@@ -435,7 +442,7 @@ where
     if threads <= 1 || tasks.len() <= 1 {
         return tasks.into_iter().map(f).collect();
     }
-    let _narrow = facelens_infer::narrow_runs();
+    let _narrow = load.narrow_runs();
     let n = tasks.len();
     let queue = Mutex::new(tasks.into_iter().enumerate());
     let results: Mutex<Vec<Option<R>>> = Mutex::new((0..n).map(|_| None).collect());
@@ -467,28 +474,6 @@ where
         .collect()
 }
 
-/// Counts one analysis in progress on a pipeline while it lives.
-struct Active<'a> {
-    count: &'a AtomicUsize,
-    /// Analyses that were already in progress when this one started.
-    others: usize,
-}
-
-impl<'a> Active<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        Self {
-            count,
-            others: count.fetch_add(1, Ordering::SeqCst),
-        }
-    }
-}
-
-impl Drop for Active<'_> {
-    fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -499,8 +484,10 @@ fn ms(t: Instant) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Precision, run_tasks};
+    use super::{Models, Pipeline, Precision, run_tasks};
+    use facelens_infer::{Backend, InferError, Load, Model, ModelBytes, Tensor};
     use std::collections::HashSet;
+    use std::sync::Arc;
     use std::sync::Mutex;
     use std::time::Duration;
 
@@ -508,7 +495,7 @@ mod tests {
     fn tasks_run_once_each_and_come_back_in_order_on_any_number_of_threads() {
         for threads in [0, 1, 2, 3, 8] {
             let ran = Mutex::new(Vec::new());
-            let out = run_tasks((0..7).collect(), threads, |i: u32| {
+            let out = run_tasks((0..7).collect(), threads, &Load::new(), |i: u32| {
                 ran.lock().expect("lock").push(i);
                 i * 10
             });
@@ -523,7 +510,7 @@ mod tests {
     fn with_two_threads_two_tasks_run_side_by_side() {
         // The first task waits (bounded) until the second has started on another thread.
         let started = Mutex::new(HashSet::new());
-        let seen_beside = run_tasks(vec![0, 1], 2, |i: u32| {
+        let seen_beside = run_tasks(vec![0, 1], 2, &Load::new(), |i: u32| {
             started.lock().expect("lock").insert(i);
             let other = 1 - i;
             for _ in 0..2000 {
@@ -537,12 +524,67 @@ mod tests {
         assert_eq!(seen_beside, vec![true, true]);
         // One thread: strictly one after another, so the first never sees the second.
         let started = Mutex::new(HashSet::new());
-        let out = run_tasks(vec![0, 1], 1, |i: u32| {
+        let out = run_tasks(vec![0, 1], 1, &Load::new(), |i: u32| {
             let mut s = started.lock().expect("lock");
             s.insert(i);
             s.contains(&(1 - i))
         });
         assert_eq!(out, vec![false, true]);
+    }
+
+    #[test]
+    fn side_by_side_tasks_run_their_models_narrow_and_one_after_another_they_do_not() {
+        let load = Load::with_adaptive(true);
+        let side_by_side = run_tasks(vec![0, 1], 2, &load, |_: u32| load.model_run().narrow());
+        assert_eq!(side_by_side, vec![true, true]);
+        let in_turn = run_tasks(vec![0, 1], 1, &load, |_: u32| load.model_run().narrow());
+        assert_eq!(in_turn, vec![false, false]);
+    }
+
+    /// A backend of stand-in models that name every output the pipeline looks up.
+    struct Stub(Load);
+
+    struct StubModel(Vec<String>);
+
+    impl Model for StubModel {
+        fn name(&self) -> &str {
+            "stub"
+        }
+        fn output_names(&self) -> &[String] {
+            &self.0
+        }
+        fn run(&self, _: &Tensor) -> Result<Vec<Tensor>, InferError> {
+            Err(InferError::Run {
+                name: "stub".into(),
+                reason: "not a model".into(),
+            })
+        }
+    }
+
+    impl Backend for Stub {
+        fn name(&self) -> &'static str {
+            "stub"
+        }
+        fn load(&self, _: &str, _: ModelBytes) -> Result<Arc<dyn Model>, InferError> {
+            let names = ["loc", "conf", "landmarks", "regressors", "classificators"];
+            Ok(Arc::new(StubModel(names.map(String::from).to_vec())))
+        }
+        fn load_signal(&self) -> &Load {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn the_pipeline_counts_its_analyses_in_its_backends_load_signal() {
+        let load = Load::with_adaptive(true);
+        let models = Models::load_embedded(&Stub(load.clone())).expect("stub models");
+        assert!(models.load.same_as(&load));
+        let p = Pipeline::new(models).expect("pipeline");
+        assert!(p.load.same_as(&load));
+        // An analysis of this pipeline is one the backend's next analysis sees.
+        let first = p.load.analysis();
+        assert!(first.alone());
+        assert!(!load.analysis().alone());
     }
 
     #[test]

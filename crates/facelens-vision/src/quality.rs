@@ -12,10 +12,11 @@
 //!   whole face), minus the share an unoccluded face shows there (eyes and mouth are never fully
 //!   skin-coloured). A hand, a mask or sunglasses over a region drive it towards 1.
 
+use crate::heads::sigmoid;
 use crate::mesh::MeshResult;
 use facelens_core::types::{Occlusion, Quality};
 use facelens_core::{Affine, Point, Rect};
-use facelens_imaging::{Rgb, warp_affine};
+use facelens_imaging::{Rgb, luma_f32, warp_affine};
 
 /// Side of the crop the measures are taken on.
 const CROP: u32 = 128;
@@ -164,8 +165,8 @@ fn occlusion(img: &Rgb, mesh: &MeshResult, bbox: &Rect) -> Occlusion {
                 // Soft membership (a logistic ramp around each threshold) keeps the share
                 // continuous in the pixel values.
                 let chroma = ((cr - mcr).powi(2) + (cb - mcb).powi(2)).sqrt();
-                let by_colour = logistic((chroma - threshold) / 2.0);
-                let by_darkness = logistic((dark - y) / 4.0);
+                let by_colour = sigmoid((chroma - threshold) / 2.0);
+                let by_darkness = sigmoid((dark - y) / 4.0);
                 far += by_colour.max(by_darkness);
             });
         }
@@ -231,14 +232,10 @@ fn bilinear(img: &Rgb, x: f32, y: f32) -> [f32; 3] {
 
 fn ycbcr(p: [f32; 3]) -> (f32, f32, f32) {
     let [r, g, b] = p;
-    let y = 0.299 * r + 0.587 * g + 0.114 * b;
+    let y = luma_f32([r, g, b]);
     let cb = 128.0 - 0.168_736 * r - 0.331_264 * g + 0.5 * b;
     let cr = 128.0 + 0.5 * r - 0.418_688 * g - 0.081_312 * b;
     (y, cb, cr)
-}
-
-fn logistic(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 fn median(v: &mut [f32]) -> f32 {

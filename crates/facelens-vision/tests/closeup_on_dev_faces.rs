@@ -9,7 +9,8 @@ use facelens_eval::load_attribute_manifest;
 use facelens_imaging::{DecodeLimits, Rgb, decode};
 use facelens_infer::{BackendKind, ModelBytes, create_backend};
 use facelens_vision::closeup::CloseUpDetector;
-use facelens_vision::detect::{CLOSEUP_THRESHOLD, fills_frame, pad_canvas};
+use facelens_vision::detect::CLOSEUP_THRESHOLD;
+use facelens_vision::retry::{fills_frame, pad_canvas};
 use facelens_vision::{DetectorConfig, Models, Pipeline};
 
 fn closeup() -> CloseUpDetector {

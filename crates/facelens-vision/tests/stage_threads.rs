@@ -143,7 +143,7 @@ fn side_by_side_jobs_give_the_same_faces_as_one_after_another() {
 }
 
 /// face_type alone runs only the models its head reads (not face-api, see
-/// `Attributor::jobs_for`) and gives the face type it gives beside every other attribute.
+/// `attributes::plan::models_for`) and gives the face type it gives beside every other attribute.
 #[test]
 fn face_type_alone_gives_the_face_type_of_a_full_request() {
     let backend = create_backend(BackendKind::Rten, 2).expect("rten backend");

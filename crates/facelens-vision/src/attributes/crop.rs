@@ -129,7 +129,8 @@ pub fn batch_nhwc(crops: &[&[f32]], scale: f32) -> Vec<f32> {
 }
 
 /// Interleaved RGB crops → `N × H × W × 1` grey (`0.2989 R + 0.587 G + 0.114 B`, the weights the
-/// emotion models' packages use), mapped by `f` (input in 0..1).
+/// emotion models' packages use: their preprocessing, deliberately not `facelens_imaging::luma`),
+/// mapped by `f` (input in 0..1).
 pub fn batch_grey(crops: &[&[f32]], f: impl Fn(f32) -> f32) -> Vec<f32> {
     crops
         .iter()

@@ -25,9 +25,9 @@
 
 use super::shape::frontalise;
 use super::{Grey, face_frame, frame_affine, grey_patch};
+use crate::heads::{HeadError, Kind, ZScoreHead, embedded};
 use facelens_core::types::Quality;
 use facelens_imaging::Rgb;
-use serde::Deserialize;
 use std::sync::LazyLock;
 
 /// Left/right mesh point pairs (image left first) used for symmetry.
@@ -62,29 +62,15 @@ const PAIRS: [(usize, usize); 26] = [
 /// Midline points.
 const MIDLINE: [usize; 14] = [10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 0, 17, 152];
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct BeautyModel {
-    pub features: Vec<String>,
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
-    /// Weight of each standardised term (positive = the term lowers the score).
-    pub weights: Vec<f32>,
-    /// Spread of the weighted z-sum over dev faces, so the score's unit is known.
-    pub spread: f32,
-    pub centre: f32,
-    pub scale: f32,
-}
-
-static MODEL: LazyLock<Option<BeautyModel>> = LazyLock::new(|| {
-    let m: BeautyModel =
-        serde_json::from_str(include_str!("../../../../models/heads/beauty.json")).ok()?;
-    let n = m.features.len();
-    (m.mean.len() == n && m.std.len() == n && m.weights.len() == n).then_some(m)
+static HEAD: LazyLock<Result<ZScoreHead, HeadError>> = LazyLock::new(|| {
+    embedded::BEAUTY
+        .load::<ZScoreHead>()?
+        .with_features(&feature_names())
 });
 
-/// The embedded calibration.
-pub fn model() -> Option<&'static BeautyModel> {
-    MODEL.as_ref()
+/// The embedded calibration: a z-score head over the four terms.
+pub fn head() -> Result<&'static ZScoreHead, &'static HeadError> {
+    HEAD.as_ref()
 }
 
 /// Names of the terms [`beauty_features`] returns.
@@ -186,16 +172,12 @@ pub fn beauty_features(img: &Rgb, mesh: &[[f32; 3]], quality: &Quality) -> Optio
     ])
 }
 
-/// Score from the four terms.
+/// Score from the four terms, clamped to 0..100 (50 without the head).
 pub fn score(feat: &[f32; 4]) -> f32 {
-    let Some(m) = model() else {
-        return 50.0;
-    };
-    let mut z = 0.0;
-    for (i, v) in feat.iter().enumerate() {
-        z += m.weights[i] * (v - m.mean[i]) / m.std[i].max(1e-6);
-    }
-    (m.centre - m.scale * z / m.spread.max(1e-3)).clamp(0.0, 100.0)
+    head()
+        .ok()
+        .and_then(|h| h.score(feat))
+        .map_or(50.0, |s| s.clamp(0.0, 100.0))
 }
 
 /// Beauty for one face, 0..100 (a heuristic; see the module docs). `quality` is the pipeline's

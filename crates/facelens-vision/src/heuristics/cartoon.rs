@@ -32,14 +32,15 @@
 //! alone, small blurred faces looked "flat" and a fifth of them were called cartoon. The
 //! image-only head remains the answer when a model output is missing or switched off.
 
-use super::{Grey, LinearHead, eyes, face_frame};
+use super::{Grey, eyes, face_frame};
 use crate::attributes::AttributeFeatures;
 use crate::attributes::age_gender::GEAR_AGE_BINS;
 use crate::attributes::emotion::EMOTIONS;
 use crate::attributes::race::GEAR_RACES;
+use crate::heads::{HeadError, Kind, LogisticHead, embedded};
 use facelens_core::types::Labelled;
 use facelens_core::{Affine, Rect};
-use facelens_imaging::{Rgb, warp_affine_f32};
+use facelens_imaging::{Rgb, luma_f32, warp_affine_f32};
 use std::sync::LazyLock;
 
 /// Side of the resampled face crop.
@@ -191,7 +192,7 @@ pub fn image_features(rgb: &[f32]) -> Vec<f32> {
         h: n,
         data: rgb
             .chunks_exact(3)
-            .map(|c| 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
+            .map(|c| luma_f32([c[0], c[1], c[2]]))
             .collect(),
     };
     // Gradient magnitude: the largest per-channel central difference.
@@ -256,39 +257,46 @@ pub fn image_features(rgb: &[f32]) -> Vec<f32> {
     ]
 }
 
-static HEAD: LazyLock<Option<LinearHead>> =
-    LazyLock::new(|| LinearHead::parse(include_str!("../../../../models/heads/cartoon.json")));
-static FULL_HEAD: LazyLock<Option<LinearHead>> =
-    LazyLock::new(|| LinearHead::parse(include_str!("../../../../models/heads/cartoon_full.json")));
+/// The classes of both heads: `[negative, positive]`, the heads give P(cartoon).
+pub const LABELS: [&str; 2] = ["human", "cartoon"];
+
+static HEAD: LazyLock<Result<LogisticHead, HeadError>> = LazyLock::new(|| {
+    let mut names = feature_names();
+    names.extend(quadratic_feature_names());
+    embedded::CARTOON
+        .load::<LogisticHead>()?
+        .with_labels(&LABELS)?
+        .with_features(&names)
+});
+static FULL_HEAD: LazyLock<Result<LogisticHead, HeadError>> = LazyLock::new(|| {
+    let mut names = feature_names();
+    names.extend(model_feature_names());
+    names.extend(quadratic_feature_names());
+    embedded::CARTOON_FULL
+        .load::<LogisticHead>()?
+        .with_labels(&LABELS)?
+        .with_features(&names)
+});
 
 /// The fitted image-only head.
-pub fn head() -> Option<&'static LinearHead> {
+pub fn head() -> Result<&'static LogisticHead, &'static HeadError> {
     HEAD.as_ref()
 }
 
 /// The fitted head over the image and model-output features.
-pub fn full_head() -> Option<&'static LinearHead> {
+pub fn full_head() -> Result<&'static LogisticHead, &'static HeadError> {
     FULL_HEAD.as_ref()
 }
 
 /// Classify with the image-only head: `f` is the image features followed by their
 /// [`quadratic_features`].
 pub fn classify(f: &[f32]) -> Labelled {
-    classify_with(head(), f)
+    classify_with(head().ok(), f)
 }
 
-fn classify_with(head: Option<&LinearHead>, f: &[f32]) -> Labelled {
-    match head {
-        Some(h) => {
-            let p = h.probability(f);
-            if p >= h.threshold {
-                Labelled::new("cartoon", p)
-            } else {
-                Labelled::new("human", 1.0 - p)
-            }
-        }
-        None => Labelled::new("human", 0.5),
-    }
+fn classify_with(head: Option<&LogisticHead>, f: &[f32]) -> Labelled {
+    head.and_then(|h| h.classify(f))
+        .unwrap_or_else(|| Labelled::new("human", 0.5))
 }
 
 /// Face type for one face: `human` or `cartoon`, with a probability. `models`: the face's
@@ -307,11 +315,11 @@ pub fn face_type(
     // Both heads read the image features first and their quadratic terms last; the full head
     // reads the model outputs in between.
     let chosen = match (models.and_then(model_features), full_head()) {
-        (Some(m), Some(h)) => {
+        (Some(m), Ok(h)) => {
             x.extend(m);
             Some(h)
         }
-        _ => head(),
+        _ => head().ok(),
     };
     x.extend(quadratic);
     classify_with(chosen, &x)
@@ -322,16 +330,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_head_matches_features() {
-        let h = head().expect("cartoon.json parses");
-        let mut names = feature_names();
-        names.extend(quadratic_feature_names());
-        assert_eq!(h.features, names);
-        let full = full_head().expect("cartoon_full.json parses");
-        let mut names = feature_names();
-        names.extend(model_feature_names());
-        names.extend(quadratic_feature_names());
-        assert_eq!(full.features, names);
+    fn the_features_are_the_ones_the_heads_read() {
+        let mesh = crate::heuristics::tests_support::synthetic_mesh(100.0, 100.0, 60.0);
+        let img = crate::heuristics::tests_support::synthetic_face(200, &mesh, true, true);
+        let bbox = Rect::new(30.0, 40.0, 170.0, 190.0);
+        let x = cartoon_features(&img, &bbox, &mesh, 0.9, 0.9);
+        assert_eq!(x.len(), feature_names().len());
+        let mut image_only = x.clone();
+        image_only.extend(quadratic_features(&x));
+        let h = head().expect("cartoon.json loads");
+        assert!(h.classify(&image_only).is_some());
+        let f = AttributeFeatures {
+            dlib_age: Some(30.0),
+            dlib_male: Some(0.5),
+            gear_race: Some(vec![0.2; 5]),
+            gear_male: Some(0.5),
+            gear_age: Some(vec![1.0 / 7.0; 7]),
+            emotion_models: vec![vec![1.0 / 7.0; 7]; 2],
+            ..AttributeFeatures::default()
+        };
+        let mut full = x.clone();
+        full.extend(model_features(&f).expect("model features"));
+        full.extend(quadratic_features(&x));
+        assert!(
+            full_head()
+                .expect("cartoon_full.json loads")
+                .classify(&full)
+                .is_some()
+        );
+        // face_type picks the full head when every model output is there, and the answers are
+        // those of the heads.
+        let with_models = face_type(&img, &bbox, &mesh, 0.9, 0.9, Some(&f));
+        assert_eq!(
+            Some(with_models),
+            full_head().ok().and_then(|h| h.classify(&full))
+        );
+        let image = face_type(&img, &bbox, &mesh, 0.9, 0.9, None);
+        assert_eq!(Some(image), h.classify(&image_only));
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! data (closed: CEW; open: UTKFace visual labels); see docs/heuristics.md for the figures and
 //! the checks against learning dataset differences instead of eye state.
 
-use super::{Grey, LinearHead, frame_affine, gradients, grey_patch, hog, mp};
+use super::{Grey, frame_affine, gradients, grey_patch, hog, mp};
+use crate::heads::{HeadError, Kind, LogisticHead, embedded};
 use facelens_core::Point;
 use facelens_core::types::EyeStatus;
 use facelens_imaging::Rgb;
@@ -156,18 +157,22 @@ pub fn patch_features(p: &Grey, opening: f32) -> Vec<f32> {
     f
 }
 
-static HEAD: LazyLock<Option<LinearHead>> =
-    LazyLock::new(|| LinearHead::parse(include_str!("../../../../models/heads/eyes.json")));
+static HEAD: LazyLock<Result<LogisticHead, HeadError>> = LazyLock::new(|| {
+    embedded::EYES
+        .load::<LogisticHead>()?
+        .with_labels(&["closed", "open"])?
+        .with_features(&feature_names())
+});
 
-/// The fitted head (None only if the embedded JSON is broken, which a test rules out).
-pub fn head() -> Option<&'static LinearHead> {
+/// The fitted head, or why the embedded file did not load (a test rules that out).
+pub fn head() -> Result<&'static LogisticHead, &'static HeadError> {
     HEAD.as_ref()
 }
 
 /// Probability that one eye is open, 0..1.
 pub fn eye_open_probability(img: &Rgb, mesh: &[[f32; 3]], subject_left: bool) -> Option<f32> {
     let f = eye_features(img, mesh, subject_left)?;
-    Some(head()?.probability(&f))
+    head().ok()?.probability(&f)
 }
 
 /// Eye status per subject eye, 0 (closed) .. 1 (open). Falls back to "open" (1.0) when the mesh
@@ -189,9 +194,12 @@ mod tests {
     use crate::heuristics::tests_support::{synthetic_face, synthetic_mesh};
 
     #[test]
-    fn embedded_head_matches_features() {
-        let h = head().expect("eyes.json parses");
-        assert_eq!(h.features, feature_names());
+    fn the_features_are_the_ones_the_head_reads() {
+        let mesh = synthetic_mesh(100.0, 100.0, 60.0);
+        let img = synthetic_face(200, &mesh, true, false);
+        let f = eye_features(&img, &mesh, true).expect("features");
+        assert_eq!(f.len(), feature_names().len());
+        assert!(head().expect("eyes.json loads").probability(&f).is_some());
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //!   relative to the cheek's own texture, go through a logistic head fitted on the development
 //!   data (models/heads/glasses.json).
 
-use super::{Grey, LinearHead, face_frame, frame_affine, gradients, grey_patch, hog};
+use super::{Grey, face_frame, frame_affine, gradients, grey_patch, hog};
+use crate::heads::{HeadError, Kind, LogisticHead, embedded};
 use facelens_core::types::Labelled;
 use facelens_imaging::Rgb;
 use std::sync::LazyLock;
@@ -185,11 +186,15 @@ pub fn patch_features(raw: &Grey) -> Vec<f32> {
     f
 }
 
-static HEAD: LazyLock<Option<LinearHead>> =
-    LazyLock::new(|| LinearHead::parse(include_str!("../../../../models/heads/glasses.json")));
+static HEAD: LazyLock<Result<LogisticHead, HeadError>> = LazyLock::new(|| {
+    embedded::GLASSES
+        .load::<LogisticHead>()?
+        .with_labels(&["none", "common"])?
+        .with_features(&feature_names())
+});
 
-/// The fitted eyeglasses head.
-pub fn head() -> Option<&'static LinearHead> {
+/// The fitted eyeglasses head: P(common) (`none` / `common` by its threshold).
+pub fn head() -> Result<&'static LogisticHead, &'static HeadError> {
     HEAD.as_ref()
 }
 
@@ -213,17 +218,10 @@ pub fn classify(f: &[f32]) -> Labelled {
     {
         return Labelled::new("sun", p);
     }
-    match head() {
-        Some(h) => {
-            let p = h.probability(f);
-            if p >= h.threshold {
-                Labelled::new("common", p)
-            } else {
-                Labelled::new("none", 1.0 - p)
-            }
-        }
-        None => Labelled::new("none", 0.5),
-    }
+    head()
+        .ok()
+        .and_then(|h| h.classify(f))
+        .unwrap_or_else(|| Labelled::new("none", 0.5))
 }
 
 /// Glasses for one face: `none` / `common` / `sun` with a probability.
@@ -243,9 +241,12 @@ mod tests {
     use crate::heuristics::tests_support::{paint_rect_units, synthetic_face, synthetic_mesh};
 
     #[test]
-    fn embedded_head_matches_features() {
-        let h = head().expect("glasses.json parses");
-        assert_eq!(h.features, feature_names());
+    fn the_features_are_the_ones_the_head_reads() {
+        let mesh = synthetic_mesh(100.0, 100.0, 60.0);
+        let img = synthetic_face(200, &mesh, true, true);
+        let f = glasses_features(&img, &mesh).expect("features");
+        assert_eq!(f.len(), feature_names().len());
+        assert!(head().expect("glasses.json loads").classify(&f).is_some());
     }
 
     #[test]

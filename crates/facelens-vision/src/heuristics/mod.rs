@@ -2,12 +2,12 @@
 //! eye status, glasses, face type (human / cartoon), face shape and beauty.
 //!
 //! Every function here is a **heuristic**: hand-designed image and mesh-geometry features,
-//! followed where labelled development data exists by a small linear (logistic) head whose
-//! weights were **fitted on the development data** (`scripts/fit_heuristics.py`, weights in
-//! `models/heads/*.json`, embedded with `include_str!`). Face shape and beauty have no labelled
-//! data at all; they are deterministic formulas over the mesh, calibrated only so that their
-//! output spreads over the value range. docs/heuristics.md gives the method, the provenance of
-//! every number and the measured figures of each.
+//! followed where labelled development data exists by a small logistic head whose weights were
+//! **fitted on the development data** (`scripts/fit_heuristics.py`, weights in
+//! `models/heads/*.json`, loaded and checked by [`crate::heads`]). Face shape and beauty have
+//! no labelled data at all; they are deterministic formulas over the mesh, calibrated only so
+//! that their output spreads over the value range. docs/heuristics.md gives the method, the
+//! provenance of every number and the measured figures of each.
 //!
 //! The functions are pure: they take what the pipeline already has for a face (the upright RGB
 //! image, the 468-point mesh in image pixels, the five detector landmarks, the box, the pose) and
@@ -22,8 +22,7 @@ pub mod glasses;
 pub mod shape;
 
 use facelens_core::{Affine, Point};
-use facelens_imaging::{Rgb, luma, warp_affine_f32};
-use serde::Deserialize;
+use facelens_imaging::{Rgb, luma_f32, warp_affine_f32};
 
 /// Number of points of a MediaPipe face mesh.
 pub const MESH_POINTS: usize = 468;
@@ -78,14 +77,9 @@ pub fn grey_patch(img: &Rgb, img_to_patch: &Affine, w: usize, h: usize) -> Grey 
     let rgb = warp_affine_f32(img, img_to_patch, w as u32, h as u32);
     let data = rgb
         .chunks_exact(3)
-        .map(|c| 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
+        .map(|c| luma_f32([c[0], c[1], c[2]]))
         .collect();
     Grey { w, h, data }
-}
-
-/// Luma of one RGB pixel (re-exported helper for tests).
-pub fn pixel_luma(p: [u8; 3]) -> f32 {
-    luma(p)
 }
 
 /// An affine map from image pixels to a patch, given a frame: `origin` goes to the patch
@@ -190,56 +184,6 @@ pub(crate) fn l2_normalise(v: &mut [f32]) {
     }
 }
 
-/// A logistic head: `p = sigmoid(w · (x - mean) / std + bias)`, fitted offline.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LinearHead {
-    /// Feature names, for documentation and a length check.
-    pub features: Vec<String>,
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
-    pub weights: Vec<f32>,
-    pub bias: f32,
-    /// Decision threshold on the probability.
-    #[serde(default = "half")]
-    pub threshold: f32,
-}
-
-fn half() -> f32 {
-    0.5
-}
-
-impl LinearHead {
-    /// Parse an embedded head; `None` (and the caller's fallback) if it does not parse or its
-    /// lengths disagree.
-    pub fn parse(json: &str) -> Option<Self> {
-        let h: LinearHead = serde_json::from_str(json).ok()?;
-        let n = h.features.len();
-        (n > 0 && h.mean.len() == n && h.std.len() == n && h.weights.len() == n).then_some(h)
-    }
-
-    /// The logit for a feature vector (`x.len()` must equal the head's length, else 0).
-    pub fn logit(&self, x: &[f32]) -> f32 {
-        if x.len() != self.weights.len() {
-            return 0.0;
-        }
-        let mut z = self.bias;
-        for (i, &xi) in x.iter().enumerate() {
-            let s = if self.std[i] > 1e-9 { self.std[i] } else { 1.0 };
-            let v = if xi.is_finite() { xi } else { self.mean[i] };
-            z += self.weights[i] * (v - self.mean[i]) / s;
-        }
-        z
-    }
-
-    pub fn probability(&self, x: &[f32]) -> f32 {
-        sigmoid(self.logit(x))
-    }
-}
-
-pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 /// 2-D point of a mesh vertex.
 pub(crate) fn mp(mesh: &[[f32; 3]], i: usize) -> Point {
     Point::new(mesh[i][0], mesh[i][1])
@@ -284,20 +228,6 @@ mod tests {
         // Mirrored: a point to the image right lands on the patch left.
         let r = t.apply(Point::new(11.0, 20.0));
         assert!((r.x - 3.0).abs() < 1e-5);
-    }
-
-    #[test]
-    fn linear_head_parses_and_scores() {
-        let h = LinearHead::parse(
-            r#"{"features":["a","b"],"mean":[1,0],"std":[2,1],"weights":[2,-1],"bias":0.5}"#,
-        )
-        .expect("parses");
-        assert!((h.logit(&[3.0, 1.0]) - (2.0 - 1.0 + 0.5)).abs() < 1e-6);
-        assert_eq!(h.threshold, 0.5);
-        assert!(
-            LinearHead::parse(r#"{"features":["a"],"mean":[],"std":[],"weights":[],"bias":0}"#)
-                .is_none()
-        );
     }
 }
 

@@ -21,38 +21,23 @@
 //! distances.
 
 use super::MESH_POINTS;
+use crate::heads::{HeadError, Kind, PrototypeHead, embedded};
 use facelens_core::types::{Labelled, Pose};
-use serde::Deserialize;
 use std::sync::LazyLock;
 
-/// Class names, in the order of the prototypes in models/heads/shape.json.
+/// Class names, in the order of the head's labels (models/heads/shape.json).
 pub const CLASSES: [&str; 5] = ["square", "triangle", "oval", "heart", "round"];
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct ShapeModel {
-    pub features: Vec<String>,
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
-    /// One prototype per class of [`CLASSES`], in z-units.
-    pub prototypes: Vec<Vec<f32>>,
-    /// Softmax temperature on squared distances.
-    pub temperature: f32,
-}
-
-static MODEL: LazyLock<Option<ShapeModel>> = LazyLock::new(|| {
-    let m: ShapeModel =
-        serde_json::from_str(include_str!("../../../../models/heads/shape.json")).ok()?;
-    let n = m.features.len();
-    (m.mean.len() == n
-        && m.std.len() == n
-        && m.prototypes.len() == CLASSES.len()
-        && m.prototypes.iter().all(|p| p.len() == n))
-    .then_some(m)
+static HEAD: LazyLock<Result<PrototypeHead, HeadError>> = LazyLock::new(|| {
+    embedded::SHAPE
+        .load::<PrototypeHead>()?
+        .with_labels(&CLASSES)?
+        .with_features(&feature_names())
 });
 
-/// The embedded calibration.
-pub fn model() -> Option<&'static ShapeModel> {
-    MODEL.as_ref()
+/// The embedded calibration: a prototype head over the four ratios.
+pub fn head() -> Result<&'static PrototypeHead, &'static HeadError> {
+    HEAD.as_ref()
 }
 
 fn sub(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
@@ -136,27 +121,10 @@ pub fn shape_features(mesh: &[[f32; 3]]) -> Option<[f32; 4]> {
     out.iter().all(|v| v.is_finite()).then_some(out)
 }
 
-/// Class probabilities from the four ratios (softmax over negative squared z-distances).
+/// Class probabilities from the four ratios, in [`CLASSES`] order (softmax over negative
+/// squared z-distances to the prototypes).
 pub fn probabilities(feat: &[f32; 4]) -> Option<[f32; 5]> {
-    let m = model()?;
-    let z: Vec<f32> = (0..4)
-        .map(|i| (feat[i] - m.mean[i]) / m.std[i].max(1e-6))
-        .collect();
-    let mut logits = [0.0f32; 5];
-    for (k, p) in m.prototypes.iter().enumerate() {
-        let d2: f32 = z.iter().zip(p).map(|(a, b)| (a - b) * (a - b)).sum();
-        logits[k] = -d2 / m.temperature.max(1e-3);
-    }
-    let mx = logits.iter().copied().fold(f32::MIN, f32::max);
-    let mut s = 0.0;
-    for l in logits.iter_mut() {
-        *l = (*l - mx).exp();
-        s += *l;
-    }
-    for l in logits.iter_mut() {
-        *l /= s;
-    }
-    Some(logits)
+    head().ok()?.probabilities(feat)?.try_into().ok()
 }
 
 /// Face shape from the mesh. `pose` is used only to lower the confidence for strongly turned
@@ -215,13 +183,12 @@ mod tests {
 
     #[test]
     fn wide_jaw_short_face_is_square_and_long_narrow_chin_is_not() {
-        let m = model().expect("shape.json parses");
-        let mut sq = [0.0f32; 4];
-        let mut ov = [0.0f32; 4];
-        for i in 0..4 {
-            sq[i] = m.mean[i] + m.std[i] * m.prototypes[0][i];
-            ov[i] = m.mean[i] + m.std[i] * m.prototypes[2][i];
-        }
+        let m = head().expect("shape.json loads");
+        let point = |class: &str| -> [f32; 4] {
+            let p = m.prototype_point(class).expect("a class of the head");
+            p.try_into().expect("four features")
+        };
+        let (sq, ov) = (point("square"), point("oval"));
         let p = probabilities(&sq).expect("probs");
         assert!(
             p[0] > 0.4 && p[0] >= p.iter().copied().fold(0.0, f32::max),
