@@ -12,7 +12,8 @@ use facelens_core::ErrorCode;
 use facelens_core::juhe::token_id;
 use facelens_core::types::{Face, Timings};
 use facelens_store::unix_now;
-use facelens_vision::{DetectorConfig, Options};
+use facelens_vision::attributes::strip;
+use facelens_vision::{DetectorConfig, FaceOrder, Options};
 use serde::{Deserialize, Serialize};
 
 /// What a token keeps: the face as analysed (no image data).
@@ -88,6 +89,8 @@ pub struct Plan {
     pub max_faces: usize,
     /// Return the 468-point mesh of each face.
     pub mesh: bool,
+    /// Which faces are kept, and their order (the cut happens before the per-face stages).
+    pub order: FaceOrder,
 }
 
 /// The pipeline options of a plan, with this server's detector settings and the attributes
@@ -100,22 +103,10 @@ fn options(st: &AppState, plan: &Plan) -> Options {
         st.cfg.detect_retries,
     );
     opts.include_mesh = plan.mesh;
-    for name in &st.cfg.attributes_off {
-        let a = &mut opts.attributes;
-        match name.as_str() {
-            "race" => a.race = false,
-            "gender" => a.gender = false,
-            "emotion" => a.emotion = false,
-            "beauty" => a.beauty = false,
-            "age" => a.age = false,
-            _ => {}
-        }
-        // A switched-off model attribute is not computed for face_type either: face_type
-        // then uses its image-only head.
-        if matches!(name.as_str(), "race" | "gender" | "emotion" | "age") {
-            a.face_type_models = false;
-        }
-    }
+    opts.order = plan.order;
+    // Switched off: not computed (nor any model run only for it), and face_type then uses its
+    // image-only head when a model attribute it reads is off.
+    opts.attributes = opts.attributes.without(&st.attributes_off);
     opts
 }
 
@@ -158,7 +149,7 @@ pub async fn analyze(st: &AppState, plan: Plan, slot: Slot) -> Result<Analyzed, 
         .into_iter()
         .zip(tokens)
         .map(|(mut face, token_id)| {
-            strip_attributes(&mut face, &st.cfg.attributes_off);
+            strip(&mut face.attributes, &st.attributes_off);
             TokenFace { token_id, face }
         })
         .collect();
@@ -222,8 +213,10 @@ async fn load_token(st: &AppState, token: &str) -> Result<Analyzed, ApiError> {
         .get_face_token(&token, unix_now())
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "unknown or expired"))?;
-    let s: StoredFace = serde_json::from_str(&stored)
+    let mut s: StoredFace = serde_json::from_str(&stored)
         .map_err(|e| ApiError::internal(format!("stored token {token}: {e}")))?;
+    // An attribute switched off since the face was stored is not answered either.
+    strip(&mut s.face.attributes, &st.attributes_off);
     Ok(Analyzed {
         width: s.width,
         height: s.height,
@@ -235,19 +228,4 @@ async fn load_token(st: &AppState, token: &str) -> Result<Analyzed, ApiError> {
         timings: Timings::default(),
         from_token: true,
     })
-}
-
-/// Remove the attributes the operator switched off (the field is then omitted on the wire).
-pub fn strip_attributes(face: &mut Face, off: &[String]) {
-    let a = &mut face.attributes;
-    for name in off {
-        match name.as_str() {
-            "race" => a.race = None,
-            "gender" => a.gender = None,
-            "emotion" => a.emotion = None,
-            "beauty" => a.beauty = None,
-            "age" => a.age = None,
-            _ => {}
-        }
-    }
 }

@@ -7,6 +7,7 @@
 //! and in docs/configuration.md.
 
 use facelens_core::net::IpNet;
+use facelens_vision::Attribute;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -91,7 +92,8 @@ pub struct Config {
     pub test_daily_limit: i64,
     /// Lifetime limit of every test key.
     pub test_total_limit: i64,
-    /// Attributes never computed nor returned (e.g. `["race", "beauty"]`).
+    /// Attributes never computed nor returned (e.g. `["race", "beauty"]`), by the contract's
+    /// field names.
     pub attributes_off: Vec<String>,
     /// Log lines as JSON objects instead of text.
     pub log_json: bool,
@@ -214,14 +216,8 @@ impl Config {
             n.parse::<IpNet>()
                 .map_err(|e| invalid("url_allow / trusted_proxies", format!("{n:?}: {e}")))?;
         }
-        for a in &self.attributes_off {
-            if !SWITCHABLE_ATTRIBUTES.contains(&a.as_str()) {
-                return Err(invalid(
-                    "attributes_off",
-                    format!("{a:?} is not one of {SWITCHABLE_ATTRIBUTES:?}"),
-                ));
-            }
-        }
+        self.attributes_off_parsed()
+            .map_err(|e| invalid("attributes_off", e))?;
         if self.max_image_bytes == 0 || self.max_body_bytes < self.max_image_bytes {
             return Err(invalid(
                 "max_body_bytes",
@@ -306,6 +302,16 @@ impl Config {
             .collect()
     }
 
+    /// `attributes_off` as attributes (any of the contract's ten may be switched off).
+    pub fn attributes_off_parsed(
+        &self,
+    ) -> Result<Vec<Attribute>, facelens_vision::attributes::UnknownAttribute> {
+        self.attributes_off
+            .iter()
+            .map(|a| a.trim().parse())
+            .collect()
+    }
+
     /// The store location: `database_url`, else SQLite in `data_dir`.
     pub fn store_location(&self) -> String {
         if self.database_url.is_empty() {
@@ -315,9 +321,6 @@ impl Config {
         }
     }
 }
-
-/// Attributes an operator may switch off (sensitive ones).
-pub const SWITCHABLE_ATTRIBUTES: &[&str] = &["race", "gender", "emotion", "beauty", "age"];
 
 fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
     if let (Some(b), serde_json::Value::Object(o)) = (base.as_object_mut(), over) {

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
 use facelens_core::juhe::{DetectResult, Envelope, JuheFace};
+use facelens_vision::FaceOrder;
 
 /// The Juhe contract.
 pub struct Juhe;
@@ -40,6 +41,7 @@ impl Protocol for Juhe {
                 face_type: p.face_type,
                 max_faces: p.face_num,
                 mesh: false,
+                order: FaceOrder::Largest,
             },
         ))
     }

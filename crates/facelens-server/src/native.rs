@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
 use facelens_core::types::{Face, Timings};
+use facelens_vision::FaceOrder;
 use serde::Serialize;
 
 /// Most faces the native API returns per image.
@@ -110,6 +111,7 @@ impl Protocol for Native {
                 face_type: p.face_type,
                 max_faces: p.max_faces,
                 mesh: p.mesh,
+                order: FaceOrder::Largest,
             },
         ))
     }

@@ -140,7 +140,13 @@ async fn run<P: Protocol>(
         return Err(busy(st, "all workers busy and the queue full").into());
     }
     if let Err(e) = check_declared(req.headers(), max_body) {
-        discard_body(req, max_body);
+        // Over the limit but not absurdly: read the rest too, so the client, still sending,
+        // reads the answer instead of a reset. Far over it: close without reading.
+        let declared = declared_length(req.headers()).unwrap_or(u64::MAX);
+        let allowance = 2 * max_body as u64;
+        if declared <= allowance {
+            discard_body(req, usize::try_from(declared).unwrap_or(max_body));
+        }
         return Err(ApiError::from(e).into());
     }
     let wanted =
@@ -244,13 +250,14 @@ fn busy(st: &AppState, why: &str) -> ApiError {
 
 /// Discard a refused request's body as it arrives, after the answer: the client can read
 /// the answer, and keeps a usable connection, without the server holding any of the body.
-/// A client that waits for `100 Continue` never sends it, so nothing is read then.
-fn discard_body(req: Request, max_body: usize) {
+/// A client that waits for `100 Continue` never sends it, so nothing is read then. At most
+/// `limit` bytes are read, within the body deadline.
+fn discard_body(req: Request, limit: usize) {
     if expects_continue(req.headers()) {
         return;
     }
     let body: Body = req.into_body();
-    tokio::spawn(drain(body, max_body));
+    tokio::spawn(drain(body, limit));
 }
 
 /// About how many bytes the fields hold (what the request keeps of its body).

@@ -13,7 +13,7 @@ use crate::fetch::{FetchConfig, Fetcher};
 use facelens_core::net::IpNet;
 use facelens_imaging::DecodeLimits;
 use facelens_store::{Gate, Gcra, MemoryRateLimiter, RateLimiter, RedisRateLimiter, Store};
-use facelens_vision::Pipeline;
+use facelens_vision::{Attribute, Pipeline};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,8 @@ pub struct AppState {
     pub(crate) budget: Arc<ByteBudget>,
     /// `trusted_proxies`, parsed.
     pub(crate) trusted_proxies: Vec<IpNet>,
+    /// `attributes_off`, parsed.
+    pub(crate) attributes_off: Vec<Attribute>,
     pub(crate) backend: String,
     /// The weights the models with an int8 version (GEAR, dlib age, the detector's feature
     /// pyramid) run with ("f32" or "int8").
@@ -90,6 +92,7 @@ impl AppState {
             fetcher,
             budget,
             trusted_proxies: cfg.trusted_proxy_nets(),
+            attributes_off: cfg.attributes_off_parsed().map_err(anyhow::Error::msg)?,
             backend: backend.to_string(),
             precision,
             ready: AtomicBool::new(true),

@@ -23,4 +23,4 @@ pub mod tensor;
 
 pub use attributes::{Attribute, AttributeOptions};
 pub use detect::{Detection, Detector, DetectorConfig};
-pub use pipeline::{Models, Options, Pipeline, Precision};
+pub use pipeline::{FaceOrder, Models, Options, Pipeline, Precision};

@@ -149,6 +149,35 @@ pub struct Options {
     pub include_mesh: bool,
     /// Which attributes to compute (an attribute switched off is omitted from the output).
     pub attributes: AttributeOptions,
+    /// Which faces are kept when there are more than `max_faces`, and their order.
+    pub order: FaceOrder,
+}
+
+/// Which faces a request keeps, in what order: the cut to `max_faces` happens before the
+/// per-face stages, so only the faces returned cost a mesh and attribute runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FaceOrder {
+    /// Largest box first (the contract's order).
+    #[default]
+    Largest,
+    /// Box centre nearest the image centre first (Baidu's `face_sort_type=1`).
+    NearestCentre,
+}
+
+/// Sort `dets` by `order` in a `w × h` image and keep the first `max`.
+pub fn keep_faces(dets: &mut Vec<Detection>, order: FaceOrder, max: usize, w: u32, h: u32) {
+    match order {
+        FaceOrder::Largest => dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area())),
+        FaceOrder::NearestCentre => {
+            let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+            let dist = |d: &Detection| {
+                let c = d.bbox.center();
+                (c.x - cx).powi(2) + (c.y - cy).powi(2)
+            };
+            dets.sort_by(|a, b| dist(a).total_cmp(&dist(b)));
+        }
+    }
+    dets.truncate(max);
 }
 
 impl Default for Options {
@@ -159,6 +188,7 @@ impl Default for Options {
             retry_padded: true,
             include_mesh: false,
             attributes: AttributeOptions::default(),
+            order: FaceOrder::Largest,
         }
     }
 }
@@ -252,8 +282,13 @@ impl Pipeline {
             self.detector.detector().detect(img, &opts.detector)?
         };
         timings.detect_ms = ms(t);
-        dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
-        dets.truncate(opts.max_faces);
+        keep_faces(
+            &mut dets,
+            opts.order,
+            opts.max_faces,
+            img.width(),
+            img.height(),
+        );
         let t = Instant::now();
         // Every attribute model runs once for all the faces (batched). The mesh and the
         // attribute models only need the detector's landmarks, so they are independent jobs:
@@ -484,6 +519,34 @@ fn ms(t: Instant) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use facelens_core::{Point, Rect};
+
+    fn det(x: f32, y: f32, side: f32) -> Detection {
+        Detection {
+            bbox: Rect::new(x, y, x + side, y + side),
+            score: 0.9,
+            landmarks: [Point::new(x, y); 5],
+            completeness: 1.0,
+        }
+    }
+
+    #[test]
+    fn faces_are_kept_largest_first_or_nearest_the_centre_first() {
+        // 100 x 100 image: a big face in a corner, two small ones near the centre.
+        let all = vec![
+            det(0.0, 0.0, 40.0),
+            det(45.0, 45.0, 10.0),
+            det(60.0, 40.0, 12.0),
+        ];
+        let mut largest = all.clone();
+        keep_faces(&mut largest, FaceOrder::Largest, 2, 100, 100);
+        assert_eq!(largest, vec![all[0].clone(), all[2].clone()]);
+        let mut central = all.clone();
+        keep_faces(&mut central, FaceOrder::NearestCentre, 2, 100, 100);
+        assert_eq!(central, vec![all[1].clone(), all[2].clone()]);
+    }
+
     use super::{Models, Pipeline, Precision, run_tasks};
     use facelens_infer::{Backend, InferError, Load, Model, ModelBytes, Tensor};
     use std::collections::HashSet;

@@ -13,7 +13,7 @@ mod face;
 pub mod oauth;
 pub mod token;
 
-use crate::analyze::{Analyzed, Plan, TokenFace};
+use crate::analyze::{Analyzed, Plan};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::input::{FaceType, Fields, ImageSource, decode_base64};
@@ -25,6 +25,7 @@ use face::{BaiduFace, FaceFields};
 use facelens_core::ErrorCode;
 use facelens_core::error::FaceError;
 use facelens_store::{ApiKey, LimitHit, unix_now};
+use facelens_vision::FaceOrder;
 use serde::Serialize;
 use std::future::Future;
 use token::{Kind, TokenError};
@@ -222,34 +223,26 @@ impl Protocol for Baidu {
 
     fn parse(fields: &Fields, cfg: &Config) -> Result<(DetectParams, Plan), BaiduError> {
         let mut p = detect_params(fields, cfg.max_image_bytes)?;
-        // Sorting by distance to the centre needs every face before the cut.
-        let analyse_faces = if p.by_centre {
-            MAX_FACE_NUM
-        } else {
-            p.max_face_num
-        };
+        // face_sort_type=1 keeps the faces nearest the centre: chosen before the per-face
+        // stages, so at most max_face_num faces are analysed either way.
         let plan = Plan {
             source: std::mem::replace(&mut p.source, ImageSource::Token(String::new())),
             face_type: p.face_type,
-            max_faces: analyse_faces,
+            max_faces: p.max_face_num,
             mesh: p.fields.landmark72,
+            order: if p.by_centre {
+                FaceOrder::NearestCentre
+            } else {
+                FaceOrder::Largest
+            },
         };
         Ok((p, plan))
     }
 
     fn conclude(
         p: DetectParams,
-        mut analyzed: Analyzed,
+        analyzed: Analyzed,
     ) -> Result<(DetectResult, Option<ErrorCode>), BaiduError> {
-        if p.by_centre {
-            let (cx, cy) = (analyzed.width as f32 / 2.0, analyzed.height as f32 / 2.0);
-            let dist = |f: &TokenFace| {
-                let c = f.face.bbox.center();
-                (c.x - cx).powi(2) + (c.y - cy).powi(2)
-            };
-            analyzed.faces.sort_by(|a, b| dist(a).total_cmp(&dist(b)));
-        }
-        analyzed.faces.truncate(p.max_face_num);
         if analyzed.faces.is_empty() {
             return Err(ApiError::new(ErrorCode::NoFace, "no face found").into());
         }
