@@ -4,7 +4,7 @@
 Input: the JSONL written by
     cargo run --release -p facelens-vision --example heuristics_features -- \
         --data ../shared/evaldata --out /tmp/heur/features.jsonl --cache /tmp/heur/faces.jsonl
-Output: models/heads/{eyes,glasses,shape,beauty}.json (cartoon: scripts/fit_cartoon_head.py) and 5-fold cross-validated figures
+Output: models/heads/{eyes,glasses}.json (cartoon: scripts/fit_cartoon_head.py) and 5-fold cross-validated figures
 on stdout (docs/heuristics.md quotes them). All weights are FITTED ON THE DEV DATA; the held-out
 split was not used.
 
@@ -210,74 +210,8 @@ def fit_glasses(rows, outdir, names):
 # WIDER FACE crowd faces as human examples.
 
 
-# ------------------------------------------------------------------------ shape / beauty scales
-def human_feats(rows, key):
-    out = []
-    for r in rows:
-        f = r.get("f")
-        if f and r.get("face_type") == "human" and f.get(key) is not None:
-            out.append(f[key])
-    return np.array(out, float)
-
-
-def robust(X):
-    med = np.median(X, 0)
-    mad = np.median(np.abs(X - med), 0) * 1.4826
-    mad[mad < 1e-9] = 1.0
-    return med, mad
-
-
-# The classes in the order of heuristics/shape.rs's CLASSES (the head's labels).
-SHAPES = ["square", "triangle", "oval", "heart", "round"]
-PROTOTYPES = {  # z-units of [length, jaw, forehead, chin_angle], from the usual descriptions
-    "square": [-0.8, 1.0, 0.3, 0.8],
-    "triangle": [0.0, 1.0, -1.0, 0.3],
-    "oval": [0.8, -0.2, 0.2, -0.2],
-    "heart": [0.2, -0.8, 1.0, -0.8],
-    "round": [-0.8, -0.2, -0.2, 0.8],
-}
-
-
-def fit_shape(rows, outdir, names):
-    X = human_feats(rows, "shape")
-    med, mad = robust(X)
-    Z = (X - med) / mad
-    P = np.array([PROTOTYPES[c] for c in SHAPES])
-    d = ((Z[:, None, :] - P[None]) ** 2).sum(-1)
-    k = d.argmin(1)
-    print("== face_shape over dev human faces (robust z: median / MAD):")
-    print("  median", np.round(med, 4), "MAD", np.round(mad, 4))
-    for i, c in enumerate(SHAPES):
-        print(f"  {c:<9} {pct(int((k == i).sum()), len(k))}")
-    json.dump(head(
-        "prototypes",
-        "Face-shape calibration (heuristic). mean/std = median and MAD*1.4826 of the four ratios over "
-        "DEV human faces (the only data-derived numbers); prototypes are hand-written z-values; "
-        "scripts/fit_heuristics.py.",
-        labels=SHAPES, features=names, mean=[round(float(v), 6) for v in med],
-        std=[round(float(v), 6) for v in mad], prototypes=P.tolist(), temperature=2.0),
-        open(f"{outdir}/shape.json", "w"), indent=1)
-
-
-BEAUTY_WEIGHTS = [0.35, 0.25, 0.3, 0.1]
-
-
-def fit_beauty(rows, outdir, names):
-    X = human_feats(rows, "beauty")
-    med, mad = robust(X)
-    z = ((X - med) / mad) @ np.array(BEAUTY_WEIGHTS)
-    spread = float(np.std(z))
-    score = np.clip(60 - 12 * z / spread, 0, 100)
-    print(f"== beauty over {len(X)} dev human faces: mean {score.mean():.1f} sd {score.std():.1f} "
-          f"p5 {np.percentile(score, 5):.1f} p95 {np.percentile(score, 95):.1f}")
-    json.dump(head(
-        "z_score",
-        "Beauty calibration (heuristic, not learned: no labelled data). mean/std = median and MAD*1.4826 "
-        "of each term over DEV human faces; weights hand-set; spread = sd of the weighted z-sum on dev; "
-        "score = centre - scale * z / spread; scripts/fit_heuristics.py.",
-        features=names, mean=[round(float(v), 6) for v in med], std=[round(float(v), 6) for v in mad],
-        weights=BEAUTY_WEIGHTS, spread=round(spread, 6), centre=60.0, scale=12.0),
-        open(f"{outdir}/beauty.json", "w"), indent=1)
+# Face shape and beauty were formula heuristics calibrated here until issue 29 replaced them by
+# trained heads (training/face_shape.py, training/beauty.py; models/heads/*_trained.json).
 
 
 def main():
@@ -290,10 +224,6 @@ def main():
         fit_eyes(rows, outdir, names["eyes"])
     if not only or "glasses" in only:
         fit_glasses(rows, outdir, names["glasses"])
-    if not only or "shape" in only:
-        fit_shape(rows, outdir, names["shape"])
-    if not only or "beauty" in only:
-        fit_beauty(rows, outdir, names["beauty"])
 
 
 if __name__ == "__main__":

@@ -108,4 +108,26 @@ mod tests {
             assert!(m.bytes.len() > 1000);
         }
     }
+
+    #[test]
+    fn trained_heads_are_listed_with_their_data_terms() {
+        let text = include_str!("../../../models/manifest.json");
+        let manifest: serde_json::Value = serde_json::from_str(text).expect("manifest.json parses");
+        let heads = manifest["heads"].as_array().expect("heads array");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+        let mut ids: Vec<&str> = Vec::new();
+        for h in heads {
+            let file = h["file"].as_str().expect("file");
+            assert!(root.join(file).is_file(), "{file} is not in models/");
+            // Trained on data with non-commercial or unclear terms: never marked safe.
+            assert_eq!(h["commercial_safe"], false, "{file}");
+            assert!(h["training_data"].as_str().is_some_and(|t| !t.is_empty()));
+            ids.push(h["id"].as_str().expect("id"));
+        }
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            ["beauty_trained", "face_shape_trained", "race_trained"]
+        );
+    }
 }

@@ -19,7 +19,7 @@ use facelens_core::types::{Face, Timings};
 use facelens_eval::attributes::{AttributeRecord, load_attribute_manifest};
 use facelens_imaging::{DecodeLimits, Rgb, decode, encode_jpeg, resize};
 use facelens_infer::BackendKind;
-use facelens_vision::heuristics::{beauty, cartoon, eyes, glasses, shape};
+use facelens_vision::heuristics::{cartoon, eyes, glasses};
 use facelens_vision::{Models, Options, Pipeline};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -85,8 +85,9 @@ fn face_json(img: &Rgb, face: &Face) -> Option<Value> {
     let es = eyes::eye_status(img, mesh);
     let g = glasses::glasses(img, mesh);
     let ft = cartoon::face_type(img, &face.bbox, mesh, ms, face.score, None);
-    let sh = shape::face_shape(mesh, &face.pose);
-    let b = beauty::beauty(img, mesh, &face.quality);
+    // Face shape and beauty are trained heads now: the pipeline's own answers.
+    let sh = face.attributes.face_shape.clone();
+    let b = face.attributes.beauty;
     Some(json!({
         "det_score": face.score,
         "mesh_score": ms,
@@ -96,8 +97,6 @@ fn face_json(img: &Rgb, face: &Face) -> Option<Value> {
         "eye_r": eyes::eye_features(img, mesh, false),
         "glasses": glasses::glasses_features(img, mesh),
         "cartoon": cartoon::cartoon_features(img, &face.bbox, mesh, ms, face.score),
-        "shape": shape::shape_features(mesh),
-        "beauty": beauty::beauty_features(img, mesh, &face.quality),
         "out": {
             "eye_status": es,
             "glasses": g,
@@ -168,8 +167,6 @@ fn main() {
         "eyes": eyes::feature_names(),
         "glasses": glasses::feature_names(),
         "cartoon": cartoon::feature_names(),
-        "shape": shape::feature_names(),
-        "beauty": beauty::feature_names(),
     });
     let _ = std::fs::write(args.out.with_extension("names.json"), names.to_string());
     let limits = DecodeLimits::default();

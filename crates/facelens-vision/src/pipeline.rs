@@ -417,8 +417,8 @@ impl Pipeline {
     }
 }
 
-/// The attributes no model gives (eyes, glasses, face type, shape, beauty): measured from the
-/// image and the mesh by the heuristics module, after the model-based ones.
+/// The attributes no model gives (eyes, glasses, face type): measured from the image and the
+/// mesh by the heuristics module, after the model-based ones.
 fn heuristic_attributes(
     img: &Rgb,
     bbox: &facelens_core::geometry::Rect,
@@ -445,12 +445,6 @@ fn heuristic_attributes(
             det_score,
             on.face_type_models.then_some(models),
         ));
-    }
-    if on.face_shape {
-        a.face_shape = Some(heuristics::shape::face_shape(pts, &face.pose));
-    }
-    if on.beauty {
-        a.beauty = Some(heuristics::beauty::beauty(img, pts, &face.quality));
     }
 }
 

@@ -7,11 +7,14 @@
 //! back to one model's own answer, never to a head fed with a missing input.
 
 use super::features::{
-    AttributeFeatures, faceapi_features, gear_features, smile_feature_names, smile_features,
+    AttributeFeatures, faceapi_features, gear_features, inner_features, smile_feature_names,
+    smile_features,
 };
+use super::trained::TrainedHead;
 use super::{AttributeOptions, Attributor, FaceInput, Job, JobOutput};
 use super::{age_gender, emotion, race};
 use crate::heads::{HeadError, Kind, LinearRegressionHead, SoftmaxHead, embedded};
+use crate::mesh::MeshResult;
 use facelens_core::types::{Attributes, Labelled};
 use std::sync::LazyLock;
 
@@ -32,6 +35,61 @@ static GENDER: LazyLock<Result<SoftmaxHead, HeadError>> = LazyLock::new(|| {
         .with_labels(&["female", "male"])?
         .with_features_known(AttributeFeatures::is_named)
 });
+
+static BEAUTY: LazyLock<Result<TrainedHead<LinearRegressionHead>, HeadError>> =
+    LazyLock::new(|| TrainedHead::new(embedded::BEAUTY_TRAINED.load::<LinearRegressionHead>()?));
+static FACE_SHAPE: LazyLock<Result<TrainedHead<SoftmaxHead>, HeadError>> = LazyLock::new(|| {
+    TrainedHead::new(
+        embedded::FACE_SHAPE_TRAINED
+            .load::<SoftmaxHead>()?
+            .with_labels(&FACE_SHAPE_TRAINED_CLASSES)?,
+    )
+});
+static RACE: LazyLock<Result<TrainedHead<SoftmaxHead>, HeadError>> = LazyLock::new(|| {
+    TrainedHead::new(
+        embedded::RACE_TRAINED
+            .load::<SoftmaxHead>()?
+            .with_labels(&race::CONTRACT_RACES)?,
+    )
+});
+
+/// The classes the face-shape head was trained on (the data's labels).
+pub const FACE_SHAPE_TRAINED_CLASSES: [&str; 5] = ["heart", "oblong", "oval", "round", "square"];
+/// The contract's face shapes.
+pub const FACE_SHAPES: [&str; 5] = ["square", "triangle", "oval", "heart", "round"];
+
+/// The beauty head (`models/heads/beauty_trained.json`, `training/beauty.py`): SCUT-FBP5500's
+/// mean rating (1–5) from inner features of face-api, dlib age and the emotion nets.
+pub fn beauty_head() -> Result<&'static TrainedHead<LinearRegressionHead>, &'static HeadError> {
+    BEAUTY.as_ref()
+}
+
+/// The face-shape head (`models/heads/face_shape_trained.json`, `training/face_shape.py`):
+/// probabilities of [`FACE_SHAPE_TRAINED_CLASSES`] from inner features and the mesh.
+pub fn face_shape_head() -> Result<&'static TrainedHead<SoftmaxHead>, &'static HeadError> {
+    FACE_SHAPE.as_ref()
+}
+
+/// The race head (`models/heads/race_trained.json`, `training/race_gender.py`): the contract's
+/// races from GEAR's race probabilities and its global max pool.
+pub fn race_head() -> Result<&'static TrainedHead<SoftmaxHead>, &'static HeadError> {
+    RACE.as_ref()
+}
+
+/// The contract's beauty (0–100) from a predicted mean rating (1–5): `25 · (rating − 1)`,
+/// clamped. Linear, so the order and correlation of the ratings are kept and a caller can read
+/// the score back as a rating (`1 + beauty / 25`).
+pub fn beauty_from_rating(rating: f32) -> f32 {
+    (25.0 * (rating - 1.0)).clamp(0.0, 100.0)
+}
+
+/// Trained-class probabilities ([`FACE_SHAPE_TRAINED_CLASSES`]) → the contract's
+/// ([`FACE_SHAPES`]): oblong is added to oval (an oblong face is a long oval, the contract's
+/// nearest class); triangle has no training photo and gets 0.
+pub fn face_shape_to_contract(p: &[f32]) -> Option<[f32; 5]> {
+    let [heart, oblong, oval, round, square] = <[f32; 5]>::try_from(p).ok()?;
+    Some([square, 0.0, oval + oblong, heart, round])
+}
 
 /// The smile head (`models/heads/smile.json`, fitted on dev data by
 /// `scripts/fit_attribute_heads.py`): P(smiling) from the fused emotion log-probabilities and the
@@ -62,6 +120,9 @@ pub(super) struct Heads {
     pub smile: Option<&'static SoftmaxHead>,
     pub age: Option<&'static LinearRegressionHead>,
     pub gender: Option<&'static SoftmaxHead>,
+    pub beauty: Option<&'static TrainedHead<LinearRegressionHead>>,
+    pub face_shape: Option<&'static TrainedHead<SoftmaxHead>>,
+    pub race: Option<&'static TrainedHead<SoftmaxHead>>,
 }
 
 impl Heads {
@@ -71,6 +132,9 @@ impl Heads {
             smile: smile_head().ok(),
             age: age_head().ok(),
             gender: gender_head().ok(),
+            beauty: beauty_head().ok(),
+            face_shape: face_shape_head().ok(),
+            race: race_head().ok(),
         }
     }
 }
@@ -104,7 +168,15 @@ impl Attributor {
         }
         outputs.sort_by_key(|o| o.job);
         let mut emotion_ran = false;
+        let trained = opts.beauty || opts.face_shape || opts.race;
         for JobOutput { job, per_face } in outputs {
+            if trained && let Some(m) = self.model_of(job) {
+                for ((_, f), outputs) in out.iter_mut().zip(&per_face) {
+                    if let Some(outputs) = outputs {
+                        inner_features(m, outputs, f);
+                    }
+                }
+            }
             match job {
                 Job::Gear => {
                     let Some(m) = &self.models.gear else { continue };
@@ -161,10 +233,23 @@ impl Attributor {
                 }
             }
         }
-        for (a, f) in &mut out {
+        for ((a, f), face) in out.iter_mut().zip(faces) {
             if opts.age {
                 a.age = self.age(f);
             }
+            if opts.race
+                && let Some(race) = self.trained_race(f)
+            {
+                a.race = Some(race);
+            }
+            if opts.beauty {
+                a.beauty = self.beauty(f);
+            }
+            if opts.face_shape {
+                a.face_shape = self.face_shape(f, face.mesh);
+            }
+            // The maps are large (up to 115 kB a face): only the heads above read them.
+            f.inner.clear();
             if opts.gender {
                 a.gender = self.p_male(f).map(|p| {
                     let (g, prob) = age_gender::gender_label(p);
@@ -210,6 +295,31 @@ impl Attributor {
             .map(|v| v.clamp(0.0, 100.0))
     }
 
+    /// Beauty from the trained head; `None` when a model it reads did not run (no heuristic
+    /// stands in: a score that says nothing about the face is worse than none).
+    fn beauty(&self, f: &AttributeFeatures) -> Option<f32> {
+        let h = self.heads.beauty?;
+        let rating = h.head().predict(&h.input(f, None)?)?;
+        Some(beauty_from_rating(rating))
+    }
+
+    /// Face shape from the trained head (needs the mesh); `None` when an input is missing.
+    fn face_shape(&self, f: &AttributeFeatures, mesh: Option<&MeshResult>) -> Option<Labelled> {
+        let h = self.heads.face_shape?;
+        let p = face_shape_to_contract(&h.head().predict(&h.input(f, mesh)?)?)?;
+        let (i, prob) = emotion::argmax(&p)?;
+        Some(Labelled::new(FACE_SHAPES[i], prob))
+    }
+
+    /// Race from the trained head; `None` (GEAR's mapped classes stay) when GEAR's pool is
+    /// missing, e.g. a GEAR file without the exposed output.
+    fn trained_race(&self, f: &AttributeFeatures) -> Option<Labelled> {
+        let h = self.heads.race?;
+        let p = h.head().predict(&h.input(f, None)?)?;
+        let (i, prob) = emotion::argmax(&p)?;
+        Some(Labelled::new(race::CONTRACT_RACES[i], prob))
+    }
+
     /// The reported P(male): the gender head over the models' logits, or dlib's (face-api's)
     /// when a model the head reads did not run.
     fn p_male(&self, f: &AttributeFeatures) -> Option<f32> {
@@ -223,7 +333,59 @@ impl Attributor {
 
 #[cfg(test)]
 mod tests {
+    use super::super::options::Attribute;
+    use super::super::plan::{ModelKind, models_for};
     use super::*;
+
+    #[test]
+    fn the_models_each_trained_head_reads_are_planned_for_its_attribute() {
+        let model_of = |block: &str| match block {
+            "faceapi_pool" => Some(ModelKind::FaceApi),
+            "gear_pool" | "logp_gear_race" => Some(ModelKind::Gear),
+            "dlib_age_pool" => Some(ModelKind::DlibAge),
+            "mesh_geom" => None,
+            b if b.starts_with("emotion_") => Some(ModelKind::Emotion),
+            b => panic!("block {b} has no model in this test"),
+        };
+        let beauty = beauty_head().expect("beauty");
+        let shape = face_shape_head().expect("face shape");
+        let race = race_head().expect("race");
+        for (attr, blocks) in [
+            (Attribute::Beauty, beauty.blocks().collect::<Vec<_>>()),
+            (Attribute::FaceShape, shape.blocks().collect()),
+            (Attribute::Race, race.blocks().collect()),
+        ] {
+            let planned = models_for(attr);
+            for b in &blocks {
+                if let Some(m) = model_of(b) {
+                    assert!(
+                        planned.contains(&m),
+                        "{attr} reads {b} ({m:?}): not planned"
+                    );
+                }
+            }
+            // And nothing is planned that the head does not read.
+            for m in planned {
+                assert!(
+                    blocks.iter().any(|b| model_of(b) == Some(*m)),
+                    "{attr} plans {m:?} but its head reads none of it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn beauty_and_face_shape_map_onto_the_contract() {
+        assert_eq!(beauty_from_rating(1.0), 0.0);
+        assert_eq!(beauty_from_rating(3.0), 50.0);
+        assert_eq!(beauty_from_rating(5.0), 100.0);
+        assert_eq!(beauty_from_rating(5.6), 100.0);
+        assert_eq!(beauty_from_rating(0.2), 0.0);
+        // [heart, oblong, oval, round, square] -> [square, triangle, oval, heart, round]
+        let p = face_shape_to_contract(&[0.1, 0.2, 0.3, 0.15, 0.25]).expect("five");
+        assert_eq!(p, [0.25, 0.0, 0.5, 0.1, 0.15]);
+        assert!(face_shape_to_contract(&[0.5, 0.5]).is_none());
+    }
 
     #[test]
     fn the_embedded_heads_answer_plausibly() {

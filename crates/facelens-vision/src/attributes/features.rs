@@ -9,6 +9,7 @@
 use super::emotion;
 use facelens_infer::Model;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Raw model outputs and features behind the attributes of one face (for offline analysis and
@@ -43,6 +44,10 @@ pub struct AttributeFeatures {
     /// P(smiling) behind the expression (the smile head's output, or P(happy) without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p_smile: Option<f32>,
+    /// The inner outputs the trained heads read ([`super::trained`]), by output name,
+    /// flip-averaged like every output; kept only while a trained attribute is asked for.
+    #[serde(skip)]
+    pub inner: BTreeMap<String, Vec<f32>>,
 }
 
 /// Feature-name suffixes of GEAR's age bins ([`super::age_gender::GEAR_AGE_BINS`]), in output
@@ -139,6 +144,15 @@ pub(super) fn faceapi_features(
         .filter(|v| v.len() == 2)
         .map(|v| v[0] / (v[0] + v[1]).max(1e-9))
         .filter(|v| v.is_finite());
+}
+
+/// Keep the inner outputs of `m` the trained heads read ([`super::trained::is_inner_output`]).
+pub(super) fn inner_features(m: &Arc<dyn Model>, outputs: &[Vec<f32>], f: &mut AttributeFeatures) {
+    for (name, v) in m.output_names().iter().zip(outputs) {
+        if super::trained::is_inner_output(name) {
+            f.inner.insert(name.clone(), v.clone());
+        }
+    }
 }
 
 /// The output of `m` called `name` among `outputs` (in graph order), or the one at `fallback`

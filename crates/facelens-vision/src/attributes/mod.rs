@@ -1,5 +1,5 @@
-//! Model-based face attributes: age, gender, emotion, expression and race, and the model
-//! outputs face_type's full head reads.
+//! Model-based face attributes: age, gender, emotion, expression, race, beauty and face shape,
+//! and the model outputs face_type's full head reads.
 //!
 //! Why this shape:
 //! * Every attribute is optional twice over: the operator can switch it off ([`options`], e.g.
@@ -17,8 +17,11 @@
 //!   The raw outputs are returned beside the labels ([`AttributeFeatures`]) so that
 //!   `facelens eval attributes --features-out` can dump them for fitting the heads offline.
 //!
-//! Eye status, glasses, face type, face shape and beauty are image/mesh heuristics that live in
-//! [`crate::heuristics`]; this module only covers what needs a learned model.
+//! * Beauty, face shape and race are trained heads over inner features of these same models
+//!   ([`trained`]): the models run anyway, so those attributes cost a dot product per face.
+//!
+//! Eye status, glasses and face type are image/mesh measures with small fitted heads that live
+//! in [`crate::heuristics`]; this module only covers what reads a learned model.
 //!
 //! To add an attribute that reads a model: a variant of [`Attribute`] (its contract name, and
 //! its field in `facelens_core::types::Attributes`), a field of [`AttributeOptions`], its
@@ -34,6 +37,7 @@ pub mod features;
 pub mod options;
 pub mod plan;
 pub mod race;
+pub mod trained;
 
 pub use batch::{AGE_PADDINGS, EMOTION_PADDING, GEAR_PADDING, JobOutput, MAX_BATCH, mean_rows};
 pub use features::{AttributeFeatures, GEAR_AGE_FEATURES, smile_feature_names, smile_features};

@@ -235,14 +235,19 @@ impl AttributeOptions {
     /// attributes are not computed, and no model runs for them on behalf of another attribute
     /// either. face_type's full head reads the models of age, gender, race and emotion (and
     /// expression's), so switching any of those off makes face_type use its image-only head.
+    /// Beauty and face shape are trained heads over other attributes' models: switching them off
+    /// removes their heads only (their training data's terms are the usual reason), and
+    /// face_type keeps its models.
     pub fn without(&self, off: &[Attribute]) -> AttributeOptions {
         let mut o = *self;
         let face_type_reads = plan::models_for(Attribute::FaceType);
         for a in off {
             o.set(*a, false);
-            if plan::models_for(*a)
-                .iter()
-                .any(|m| face_type_reads.contains(m))
+            let head_only = matches!(a, Attribute::Beauty | Attribute::FaceShape);
+            if !head_only
+                && plan::models_for(*a)
+                    .iter()
+                    .any(|m| face_type_reads.contains(m))
             {
                 o.face_type_models = false;
             }
@@ -361,7 +366,9 @@ mod tests {
             assert!(o.face_type, "face_type itself stays on");
         }
         let o = AttributeOptions::ALL.without(&[Attribute::Beauty]);
-        assert!(!o.beauty && o.face_type_models);
+        assert!(!o.beauty && o.face_type_models, "a trained head only");
+        let o2 = AttributeOptions::ALL.without(&[Attribute::FaceShape]);
+        assert!(!o2.face_shape && o2.face_type_models);
         assert_eq!(
             o,
             AttributeOptions {
@@ -378,15 +385,12 @@ mod tests {
     fn which_options_read_model_outputs() {
         assert!(AttributeOptions::ALL.reads_models());
         assert!(!AttributeOptions::NONE.reads_models());
-        for a in [
-            Attribute::Beauty,
-            Attribute::FaceShape,
-            Attribute::Glasses,
-            Attribute::EyeStatus,
-        ] {
+        for a in [Attribute::Glasses, Attribute::EyeStatus] {
             assert!(!AttributeOptions::only(&[a]).reads_models(), "{a}");
         }
         for a in [
+            Attribute::Beauty,
+            Attribute::FaceShape,
             Attribute::Age,
             Attribute::Gender,
             Attribute::Race,

@@ -27,8 +27,10 @@ pub enum ModelKind {
 /// GEAR's bins and face-api; the gender head dlib and face-api; the expression the emotion
 /// nets and the mesh). For face_type these are its full head's inputs (dlib age and gender,
 /// GEAR, the emotion nets — not face-api), used only while
-/// [`AttributeOptions::face_type_models`] is on; its image-only head reads none. The image and
-/// mesh heuristics (beauty, eye status, glasses, face shape) read none.
+/// [`AttributeOptions::face_type_models`] is on; its image-only head reads none. Beauty and
+/// face shape read the blocks of their trained heads ([`super::trained`]; a test checks this
+/// table against the embedded heads), face shape the mesh as well. The image and mesh
+/// measures (eye status, glasses) read none.
 pub fn models_for(attribute: Attribute) -> &'static [ModelKind] {
     use ModelKind::*;
     match attribute {
@@ -37,7 +39,9 @@ pub fn models_for(attribute: Attribute) -> &'static [ModelKind] {
         Attribute::Race => &[Gear],
         Attribute::Emotion | Attribute::Expression => &[Emotion],
         Attribute::FaceType => &[Gear, DlibAge, Emotion, DlibGender],
-        Attribute::Beauty | Attribute::FaceShape | Attribute::Glasses | Attribute::EyeStatus => &[],
+        Attribute::Beauty => &[DlibAge, FaceApi, Emotion],
+        Attribute::FaceShape => &[Gear, DlibAge, FaceApi, Emotion],
+        Attribute::Glasses | Attribute::EyeStatus => &[],
     }
 }
 
@@ -70,6 +74,18 @@ pub enum Job {
 }
 
 impl Attributor {
+    /// The model `job` runs, if loaded.
+    pub(super) fn model_of(&self, job: Job) -> Option<&std::sync::Arc<dyn facelens_infer::Model>> {
+        let m = &self.models;
+        match job {
+            Job::Gear => m.gear.as_ref(),
+            Job::FaceApi => m.faceapi.as_ref(),
+            Job::Age => m.age.as_ref(),
+            Job::Gender => m.gender.as_ref(),
+            Job::Emotion(i) => m.emotion.get(i),
+        }
+    }
+
     /// The model runs `opts` needs ([`models_needed`]) among the models present, in the order
     /// a caller with several threads hands them out: GEAR (by far the longest) first, then
     /// dlib age, face-api (two 112 × 112 views), the emotion nets and dlib gender, so that the
@@ -182,15 +198,24 @@ mod tests {
         for a in [Attribute::Emotion, Attribute::Expression] {
             assert_eq!(jobs(a), vec![Job::Emotion(0), Job::Emotion(1)]);
         }
-        // The image and mesh heuristics need no model run (the pipeline relies on this).
-        for a in [
-            Attribute::EyeStatus,
-            Attribute::Glasses,
-            Attribute::FaceShape,
-            Attribute::Beauty,
-        ] {
+        // The image and mesh measures need no model run (the pipeline relies on this).
+        for a in [Attribute::EyeStatus, Attribute::Glasses] {
             assert!(jobs(a).is_empty(), "{a}");
         }
+        assert_eq!(
+            jobs(Attribute::Beauty),
+            vec![Job::Age, Job::FaceApi, Job::Emotion(0), Job::Emotion(1)]
+        );
+        assert_eq!(
+            jobs(Attribute::FaceShape),
+            vec![
+                Job::Gear,
+                Job::Age,
+                Job::FaceApi,
+                Job::Emotion(0),
+                Job::Emotion(1)
+            ]
+        );
         // A model that is not loaded is not run.
         let no_gear = Attributor::new(AttributeModels {
             gear: None,

@@ -40,8 +40,9 @@ macro_rules! embedded {
 embedded! {
     /// Age in years from the age models' outputs (`linear`; `scripts/fit_attribute_heads.py`).
     AGE = "age";
-    /// Beauty score from four mesh and image terms (`z_score`; `scripts/fit_heuristics.py`).
-    BEAUTY = "beauty";
+    /// SCUT-FBP5500 mean rating from inner model features (`linear`; `training/beauty.py`,
+    /// `training/heads_json.py`).
+    BEAUTY_TRAINED = "beauty_trained";
     /// P(cartoon) from image features only (`logistic`; `scripts/fit_cartoon_head.py`).
     CARTOON = "cartoon";
     /// P(cartoon) from image features and attribute-model outputs (`logistic`;
@@ -53,8 +54,12 @@ embedded! {
     GENDER = "gender";
     /// P(eyeglasses) from a periocular patch (`logistic`; `scripts/fit_heuristics.py`).
     GLASSES = "glasses";
-    /// Face shape from four outline ratios (`prototypes`; `scripts/fit_heuristics.py`).
-    SHAPE = "shape";
+    /// Face shape from inner model features and the mesh (`softmax`;
+    /// `training/face_shape.py`, `training/heads_json.py`).
+    FACE_SHAPE_TRAINED = "face_shape_trained";
+    /// Race from GEAR's race outputs and pool (`softmax`; `training/race_gender.py`,
+    /// `training/heads_json.py`).
+    RACE_TRAINED = "race_trained";
     /// P(smiling) from the emotion probabilities and the mouth (`softmax`;
     /// `scripts/fit_attribute_heads.py`).
     SMILE = "smile";
@@ -65,19 +70,20 @@ mod tests {
     use super::*;
     use crate::attributes::combine;
     use crate::heads::Head;
-    use crate::heuristics::{beauty, cartoon, eyes, glasses, shape};
+    use crate::heuristics::{cartoon, eyes, glasses};
 
     #[test]
     fn every_embedded_head_loads_with_the_labels_and_features_its_code_reads() {
-        let loaded: [(&str, Result<(), &HeadError>); 9] = [
+        let loaded: [(&str, Result<(), &HeadError>); 10] = [
             ("age", combine::age_head().map(drop)),
-            ("beauty", beauty::head().map(drop)),
+            ("beauty_trained", combine::beauty_head().map(drop)),
             ("cartoon", cartoon::head().map(drop)),
             ("cartoon_full", cartoon::full_head().map(drop)),
             ("eyes", eyes::head().map(drop)),
+            ("face_shape_trained", combine::face_shape_head().map(drop)),
             ("gender", combine::gender_head().map(drop)),
             ("glasses", glasses::head().map(drop)),
-            ("shape", shape::head().map(drop)),
+            ("race_trained", combine::race_head().map(drop)),
             ("smile", combine::smile_head().map(drop)),
         ];
         for (name, r) in &loaded {

@@ -1,13 +1,12 @@
-//! Heuristics for the contract's attributes for which no model ships anywhere we could find:
-//! eye status, glasses, face type (human / cartoon), face shape and beauty.
+//! Heuristics for the contract's attributes for which no model ships anywhere we could find and
+//! no training set was at hand: eye status, glasses and face type (human / cartoon). (Face shape
+//! and beauty were formulas here until trained heads replaced them: [`crate::attributes::trained`].)
 //!
 //! Every function here is a **heuristic**: hand-designed image and mesh-geometry features,
 //! followed where labelled development data exists by a small logistic head whose weights were
 //! **fitted on the development data** (`scripts/fit_heuristics.py`, weights in
-//! `models/heads/*.json`, loaded and checked by [`crate::heads`]). Face shape and beauty have
-//! no labelled data at all; they are deterministic formulas over the mesh, calibrated only so
-//! that their output spreads over the value range. docs/heuristics.md gives the method, the
-//! provenance of every number and the measured figures of each.
+//! `models/heads/*.json`, loaded and checked by [`crate::heads`]). docs/heuristics.md gives the
+//! method, the provenance of every number and the measured figures of each.
 //!
 //! The functions are pure: they take what the pipeline already has for a face (the upright RGB
 //! image, the 468-point mesh in image pixels, the five detector landmarks, the box, the pose) and
@@ -15,11 +14,9 @@
 //! contrast-normalised, so that they describe the face, not the camera, the resolution or the
 //! dataset a face came from.
 
-pub mod beauty;
 pub mod cartoon;
 pub mod eyes;
 pub mod glasses;
-pub mod shape;
 
 use facelens_core::{Affine, Point};
 use facelens_imaging::{Rgb, luma_f32, warp_affine_f32};
