@@ -41,6 +41,12 @@ const POSE_DEG: f32 = 1e-2;
 const E2E_MESH_PX: f32 = 1e-3;
 /// End-to-end pose bound in degrees (see the module docs).
 const E2E_POSE_DEG: f32 = 1e-2;
+/// The trained heads' answers (beauty on 0..100, face-shape and race probabilities): linear
+/// heads over thousands of inner features, each within ~1e-4 relative between the backends.
+/// Observed end to end on the real images (f32 models, onnxruntime 1.31.0): beauty 8.5e-4
+/// points, probabilities 2.0e-5; the bounds leave a tenfold margin.
+const BEAUTY_POINTS: f32 = 1e-2;
+const HEAD_PROBABILITY: f32 = 2e-4;
 const THREADS: usize = 2;
 
 const IMAGES: &[&str] = &[
@@ -95,6 +101,8 @@ struct Report {
     max_illumination: f32,
     max_completeness: f32,
     max_occlusion: f32,
+    max_beauty: f32,
+    max_head_probability: f32,
     failures: Vec<String>,
 }
 
@@ -233,6 +241,44 @@ impl Report {
         }
     }
 
+    /// The trained heads (beauty, face shape, race): same label, close values.
+    fn trained_heads(&mut self, at: &str, r: &Face, o: &Face) {
+        let (ra, oa) = (&r.attributes, &o.attributes);
+        match (ra.beauty, oa.beauty) {
+            (Some(a), Some(b)) => {
+                let d = (a - b).abs();
+                self.max_beauty = self.max_beauty.max(d);
+                if d.is_nan() || d > BEAUTY_POINTS {
+                    self.failures
+                        .push(format!("{at}.beauty: rten {a} vs onnxruntime {b}"));
+                }
+            }
+            (None, None) => {}
+            (a, b) => self
+                .failures
+                .push(format!("{at}.beauty: rten {a:?} vs onnxruntime {b:?}")),
+        }
+        for (what, a, b) in [
+            ("face_shape", &ra.face_shape, &oa.face_shape),
+            ("race", &ra.race, &oa.race),
+        ] {
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    let d = (a.probability - b.probability).abs();
+                    self.max_head_probability = self.max_head_probability.max(d);
+                    if a.kind != b.kind || d.is_nan() || d > HEAD_PROBABILITY {
+                        self.failures
+                            .push(format!("{at}.{what}: rten {a:?} vs onnxruntime {b:?}"));
+                    }
+                }
+                (None, None) => {}
+                (a, b) => self
+                    .failures
+                    .push(format!("{at}.{what}: rten {a:?} vs onnxruntime {b:?}")),
+            }
+        }
+    }
+
     fn analysis(&mut self, at: &str, r: &Analysis, o: &Analysis) {
         assert_eq!(
             (r.width, r.height, r.orientation),
@@ -248,6 +294,7 @@ impl Report {
         );
         for (i, (a, b)) in r.faces.iter().zip(&o.faces).enumerate() {
             self.face(&format!("{at}#{i}"), a, b);
+            self.trained_heads(&format!("{at}#{i}"), a, b);
         }
     }
 
@@ -255,7 +302,8 @@ impl Report {
         println!(
             "{test}{}: max differences: box {:.2e} rel, landmarks {:.2e} rel, mesh {:.2e} rel \
              ({:.2e} px), score {:.2e}, mesh_score {:.2e}, pose {:.2e} deg; quality (not \
-             asserted): blur {:.2e}, illumination {:.2e}, completeness {:.2e}, occlusion {:.2e}",
+             asserted): blur {:.2e}, illumination {:.2e}, completeness {:.2e}, occlusion {:.2e}; \
+             trained heads: beauty {:.2e} points, probabilities {:.2e}",
             if self.end_to_end {
                 " (end to end)"
             } else {
@@ -271,7 +319,9 @@ impl Report {
             self.max_blur,
             self.max_illumination,
             self.max_completeness,
-            self.max_occlusion
+            self.max_occlusion,
+            self.max_beauty,
+            self.max_head_probability
         );
         let n = self.failures.len();
         assert!(
