@@ -134,11 +134,11 @@ pub fn load_pipeline(engine: &EngineArgs) -> Result<(Pipeline, &'static str)> {
 /// Why: with glibc's malloc, onnxruntime's backend rested anywhere between 141 and 290 MiB in
 /// a 10-minute soak, by what the last runs left scattered in glibc's heaps: the arena cap and
 /// the trimmer below bounded it but did not make it flat, and a fixed mmap threshold that did
-/// doubled the CPU per answer. jemalloc keeps allocations of a size class together and a
-/// background thread returns dirty pages to the system ten seconds after they were freed
-/// (`dirty_decay_ms`), so the resting memory stays flat at glibc's speed
-/// (docs/reliability-results.md, runs S to V). `MALLOC_CONF` tunes it
-/// (docs/configuration.md).
+/// doubled the CPU per answer; rten's resting memory climbed by 30 MiB per soak. jemalloc keeps
+/// allocations of a size class together and its background thread returns freed pages to the
+/// system on its decay clock (`dirty_decay_ms`, 10 s), so the floors stop climbing, at half
+/// rten's footprint and with 8 % less CPU per onnxruntime answer (docs/reliability-results.md,
+/// runs S to Z). `MALLOC_CONF` tunes it (docs/configuration.md).
 #[cfg(all(feature = "jemalloc", target_os = "linux", target_env = "gnu"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
