@@ -127,10 +127,33 @@ pub fn load_pipeline(engine: &EngineArgs) -> Result<(Pipeline, &'static str)> {
     ))
 }
 
+/// jemalloc allocates for the whole process: Rust through this global allocator, and C and C++
+/// (libonnxruntime's tensors and `operator new`) through the unprefixed `malloc` family that
+/// the crate links in place of glibc's (Cargo.toml, feature `jemalloc`, on by default).
+///
+/// Why: with glibc's malloc, onnxruntime's backend rested anywhere between 141 and 290 MiB in
+/// a 10-minute soak, by what the last runs left scattered in glibc's heaps: the arena cap and
+/// the trimmer below bounded it but did not make it flat, and a fixed mmap threshold that did
+/// doubled the CPU per answer; rten's resting memory climbed by 30 MiB per soak. jemalloc keeps
+/// allocations of a size class together and its background thread returns freed pages to the
+/// system on its decay clock (`dirty_decay_ms`, 10 s), so the floors stop climbing, at half
+/// rten's footprint and with 8 % less CPU per onnxruntime answer (docs/reliability-results.md,
+/// runs S to Z). `MALLOC_CONF` tunes it (docs/configuration.md).
+#[cfg(all(feature = "jemalloc", target_os = "linux", target_env = "gnu"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Whether jemalloc replaces glibc's malloc in this build (then glibc's knobs do nothing).
+const JEMALLOC: bool = cfg!(all(
+    feature = "jemalloc",
+    target_os = "linux",
+    target_env = "gnu"
+));
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Still single-threaded here: parsing starts no thread.
-    if cli.backend != "rten" {
+    if cli.backend != "rten" && !JEMALLOC {
         limit_malloc_arenas();
         start_malloc_trimmer();
     }
@@ -158,7 +181,7 @@ fn main() -> ExitCode {
 }
 
 /// Two glibc malloc arenas instead of glibc's default of up to eight per core, for the
-/// onnxruntime backend.
+/// onnxruntime backend of a build without jemalloc (`--no-default-features`).
 ///
 /// Why: glibc gives threads that allocate at the same time arenas of their own, and memory
 /// freed into one arena is not reused by the others nor, while fragmented, returned to the
@@ -185,7 +208,7 @@ fn limit_malloc_arenas() {}
 /// `FACELENS_MALLOC_TRIM_MS` says otherwise (0 turns the trimmer off).
 const MALLOC_TRIM_INTERVAL_MS: u64 = 2000;
 
-/// For the onnxruntime backend: a thread that calls `malloc_trim(0)` every
+/// For the onnxruntime backend of a build without jemalloc: a thread that calls `malloc_trim(0)` every
 /// [`MALLOC_TRIM_INTERVAL_MS`], so that memory freed after a run goes back to the system instead
 /// of staying in the process.
 ///
