@@ -26,6 +26,9 @@ def save(img, name):
 astronaut = Image.fromarray(data.astronaut())
 # One clear frontal face, 512x512.
 save(astronaut, "astronaut.jpg")
+# The face and some background, 200x200 colour, like a UTKFace crop: small enough for a GET
+# query string once base64- and url-encoded (the HTTP tests send it every way the API takes).
+save(astronaut.crop((115, 5, 335, 225)).resize((200, 200), Image.LANCZOS), "astronaut_crop200.jpg")
 # The face cut out, grey, 64x64: like the FER2013 crops (the detector's retry chain).
 save(astronaut.crop((160, 50, 290, 180)).convert("L").resize((64, 64), Image.LANCZOS),
      "astronaut_grey64.jpg")
