@@ -1,23 +1,18 @@
 #!/usr/bin/env bash
 # Run every client in examples/clients/ against a real `facelens serve` and check each gets a
 # face: the server starts on a free port with a temporary data dir, prints its first key (read
-# from its stdout), and each example calls /faceDetect/index with a development image.
+# from its stdout), and each example calls /faceDetect/index with a committed test image.
 #
 #   scripts/run-client-examples.sh            # builds target/debug/facelens if needed
 #   FACELENS_BIN=target/release/facelens scripts/run-client-examples.sh
 #
-# Needs curl, python3 (requests goes into a venv under target/ from PyPI) and node >= 18. The
-# image comes from the evaluation data (../shared/evaldata or FACELENS_EVALDATA); without it
-# the script says "skipped" and exits 0.
+# Needs curl, python3 (requests goes into a venv under target/) and node >= 18. The image is
+# the committed public-domain portrait test-data/astronaut.jpg (test-data/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-evaldata="${FACELENS_EVALDATA:-../shared/evaldata}"
-image="$evaldata/attributes/utkface/24_1_2_20170116173507147.jpg.chip.jpg"
-if [ ! -f "$image" ]; then
-  echo "skipped: evaldata not found (set FACELENS_EVALDATA)"
-  exit 0
-fi
+image="test-data/astronaut.jpg"
+[ -f "$image" ] || { echo "run-client-examples: $image is missing"; exit 1; }
 
 bin="${FACELENS_BIN:-}"
 if [ -z "$bin" ]; then

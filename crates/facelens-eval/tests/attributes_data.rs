@@ -22,7 +22,9 @@ fn counts<'a>(values: impl Iterator<Item = &'a str>) -> BTreeMap<&'a str, usize>
 #[test]
 fn real_attribute_manifest_joins_visual_labels() {
     let Some(dir) = evaldata_dir() else {
-        println!("skipped: evaldata not found");
+        facelens_testkit::skip(
+            "no development evaluation data (../shared/evaldata or FACELENS_EVALDATA)",
+        );
         return;
     };
     let manifest = std::fs::read_to_string(dir.join("attributes/manifest.jsonl")).unwrap();

@@ -19,7 +19,9 @@ fn evaldata_dir() -> Option<PathBuf> {
 
 fn load_manifest() -> Option<Vec<WiderGt>> {
     let Some(dir) = evaldata_dir() else {
-        println!("skipped: evaldata not found");
+        facelens_testkit::skip(
+            "no development evaluation data (../shared/evaldata or FACELENS_EVALDATA)",
+        );
         return None;
     };
     let text = std::fs::read_to_string(dir.join("detection/manifest.jsonl")).unwrap();

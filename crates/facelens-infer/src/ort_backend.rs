@@ -442,7 +442,7 @@ mod tests {
         match OrtBackend::new(1) {
             Ok(b) => Some(b),
             Err(e) => {
-                println!("skipped: {e}");
+                facelens_testkit::skip(&format!("onnxruntime cannot be loaded: {e}"));
                 None
             }
         }

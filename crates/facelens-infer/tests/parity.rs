@@ -23,13 +23,16 @@ fn model_bytes(file: &str) -> ModelBytes {
 /// The onnxruntime backend, or `None` (after printing why) when the library is unavailable.
 fn ort_backend(test: &str) -> Option<OrtBackend> {
     if std::env::var_os("ORT_DYLIB_PATH").is_none_or(|p| p.is_empty()) {
-        println!("skipped: {test}: ORT_DYLIB_PATH is not set (see scripts/fetch-onnxruntime.sh)");
+        facelens_testkit::skip_as(
+            test,
+            "ORT_DYLIB_PATH is not set (see scripts/fetch-onnxruntime.sh)",
+        );
         return None;
     }
     match OrtBackend::new(THREADS) {
         Ok(b) => Some(b),
         Err(e) => {
-            println!("skipped: {test}: {e}");
+            facelens_testkit::skip_as(test, &format!("onnxruntime cannot be loaded: {e}"));
             None
         }
     }

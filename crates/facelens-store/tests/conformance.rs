@@ -141,7 +141,7 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     let Some(env) = super::pg_env($handles).await else {
-                        println!("skipped: FACELENS_TEST_POSTGRES_URL is not set");
+                        facelens_testkit::skip("FACELENS_TEST_POSTGRES_URL is not set");
                         return;
                     };
                     let env = Arc::new(env);
@@ -1381,7 +1381,7 @@ async fn sqlite_file_holds_no_secret_and_open_parses_locations() {
 #[tokio::test]
 async fn postgres_open_by_url_and_bad_schema() {
     let Some(url) = pg_url() else {
-        println!("skipped: FACELENS_TEST_POSTGRES_URL is not set");
+        facelens_testkit::skip("FACELENS_TEST_POSTGRES_URL is not set");
         return;
     };
     let bad = StoreOptions {

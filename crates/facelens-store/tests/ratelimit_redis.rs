@@ -24,7 +24,7 @@ fn prefix(test: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_share_one_exact_burst() {
     let Some(url) = redis_url() else {
-        println!("skipped: FACELENS_TEST_REDIS_URL is not set");
+        facelens_testkit::skip("FACELENS_TEST_REDIS_URL is not set");
         return;
     };
     // 1 per hour sustained, burst 5: within the test only the burst can pass.
@@ -90,7 +90,7 @@ async fn cleanup(url: &str, prefix: &str) {
 #[tokio::test]
 async fn refills_at_the_rate() {
     let Some(url) = redis_url() else {
-        println!("skipped: FACELENS_TEST_REDIS_URL is not set");
+        facelens_testkit::skip("FACELENS_TEST_REDIS_URL is not set");
         return;
     };
     // 5 per second, burst 1: one request per 200 ms.

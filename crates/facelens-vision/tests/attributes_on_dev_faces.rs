@@ -18,7 +18,9 @@ fn attributes_are_plausible_on_dev_faces() {
     let Some(dir) =
         facelens_eval::evaldata_dir().filter(|d| d.join("attributes/manifest.jsonl").is_file())
     else {
-        println!("skipped: evaldata not found (set FACELENS_EVALDATA)");
+        facelens_testkit::skip(
+            "no development evaluation data (../shared/evaldata or FACELENS_EVALDATA)",
+        );
         return;
     };
     let text =

@@ -63,13 +63,16 @@ fn evaldata_dir() -> Option<PathBuf> {
 /// unavailable.
 fn both(test: &str) -> Option<(Models, Models)> {
     if std::env::var_os("ORT_DYLIB_PATH").is_none_or(|p| p.is_empty()) {
-        println!("skipped: {test}: ORT_DYLIB_PATH is not set (see scripts/fetch-onnxruntime.sh)");
+        facelens_testkit::skip_as(
+            test,
+            "ORT_DYLIB_PATH is not set (see scripts/fetch-onnxruntime.sh)",
+        );
         return None;
     }
     let ort = match create_backend(BackendKind::Onnxruntime, THREADS) {
         Ok(b) => b,
         Err(e) => {
-            println!("skipped: {test}: onnxruntime cannot be loaded: {e}");
+            facelens_testkit::skip_as(test, &format!("onnxruntime cannot be loaded: {e}"));
             return None;
         }
     };
@@ -387,7 +390,10 @@ fn pipeline_agrees_on_real_images() {
         return;
     };
     let Some(dir) = evaldata_dir() else {
-        println!("skipped: {test}: evaldata not found");
+        facelens_testkit::skip_as(
+            test,
+            "no development evaluation data (../shared/evaldata or FACELENS_EVALDATA)",
+        );
         return;
     };
     let rten = Pipeline::new(rm.clone()).expect("rten pipeline");

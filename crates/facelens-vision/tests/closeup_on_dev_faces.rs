@@ -43,7 +43,9 @@ fn dev_images(filter: impl Fn(&facelens_eval::AttributeRecord) -> bool) -> Optio
     let Some(dir) =
         facelens_eval::evaldata_dir().filter(|d| d.join("attributes/manifest.jsonl").is_file())
     else {
-        println!("skipped: evaldata not found (set FACELENS_EVALDATA)");
+        facelens_testkit::skip(
+            "no development evaluation data (../shared/evaldata or FACELENS_EVALDATA)",
+        );
         return None;
     };
     let text = std::fs::read_to_string(dir.join("attributes/manifest.jsonl")).expect("manifest");

@@ -54,17 +54,20 @@ fn analyse(p: &Pipeline, bytes: &[u8]) -> Analysis {
 fn int8_attribute_models_stay_close_to_f32_on_real_faces() {
     let test = "int8_attribute_models_stay_close_to_f32_on_real_faces";
     if std::env::var_os("ORT_DYLIB_PATH").is_none_or(|p| p.is_empty()) {
-        println!("skipped: {test}: ORT_DYLIB_PATH is not set (see scripts/fetch-onnxruntime.sh)");
+        facelens_testkit::skip_as(
+            test,
+            "ORT_DYLIB_PATH is not set (see scripts/fetch-onnxruntime.sh)",
+        );
         return;
     }
     let Some(files) = utkface() else {
-        println!("skipped: {test}: the UTKFace dev crops were not found");
+        facelens_testkit::skip_as(test, "the UTKFace dev crops were not found");
         return;
     };
     let backend = match create_backend(BackendKind::Onnxruntime, 2) {
         Ok(b) => b,
         Err(e) => {
-            println!("skipped: {test}: onnxruntime cannot be loaded: {e}");
+            facelens_testkit::skip_as(test, &format!("onnxruntime cannot be loaded: {e}"));
             return;
         }
     };

@@ -46,6 +46,14 @@ fn images() -> Vec<(String, Rgb)> {
             out.push((f.display().to_string(), img));
         }
     }
+    // The committed photos (every clone has them): one face, and three faces side by side.
+    for name in ["astronaut.jpg", "astronaut_trio.jpg"] {
+        let bytes = facelens_testkit::test_image_bytes(name);
+        let img = decode(&bytes, &DecodeLimits::default())
+            .expect("decode")
+            .image;
+        out.push((name.to_string(), img));
+    }
     // A drawing of a face (always present, so the jobs run side by side even without the dev
     // data) and a plain image (no face, so the stage has nothing to run).
     out.push(("synthetic face".into(), synthetic_face(320, 256)));
@@ -134,6 +142,11 @@ fn side_by_side_jobs_give_the_same_faces_as_one_after_another() {
         .analyze_image(&synthetic_face(320, 256), &opts, &mut Default::default())
         .expect("synthetic");
     assert_eq!(synthetic.len(), 1, "the drawing is found as one face");
+    // The committed photos hold 1 + 3 faces, the drawing 1.
+    assert!(
+        faces_seen >= 5,
+        "only {faces_seen} faces on the committed photos and the drawing"
+    );
     if evaldata_dir().is_some() {
         assert!(
             faces_seen >= 7,

@@ -1,16 +1,30 @@
-//! Golden end-to-end outputs of `facelens detect` on real development images.
+//! Golden end-to-end outputs of `facelens detect`.
 //!
-//! The images live in the evaluation data (../shared/evaldata, or `FACELENS_EVALDATA`) and are
-//! never copied into the repository; only the expected outputs are, in
-//! `test-data/<name>.expected.json`. Without the data the test prints
-//! "skipped: evaldata not found" and passes.
+//! Two sets of images:
+//!
+//! * the images committed in `test-data/` at the repository root (public domain and CC0, see
+//!   `test-data/README.md`): `golden_outputs_on_committed_images` runs on every clone;
+//! * development images from the evaluation data (../shared/evaldata, or `FACELENS_EVALDATA`),
+//!   never copied into the repository: `golden_outputs_on_dev_images` skips, saying so
+//!   (`facelens_testkit::skip`), when the data is absent.
+//!
+//! Only the expected outputs are in `crates/facelens/test-data/<name>.expected.json`. Besides the
+//! comparison, each output is checked for plausibility independently of the expected files (face
+//! count, token_id shape, order by area, boxes against the WIDER labels or the known layout).
 //!
 //! Tolerances: boxes 2 px, landmarks 3 px, pose (and the box rotation) 3 degrees, scores 0.02,
 //! quality 0.05 (illumination, on a 0..255 scale, 2), attribute probabilities and eye openness
 //! 0.05, age and beauty 2, token_id and every other field (attribute labels included) exact.
 //!
-//! `FACELENS_UPDATE_GOLDEN=1 cargo test -p facelens --test golden` rewrites the expected files
-//! from the current output instead of comparing (check the diff before committing it).
+//! Bless (rewrite the expected files from the current output instead of comparing; check the
+//! diff before committing it):
+//!
+//! ```sh
+//! FACELENS_UPDATE_GOLDEN=1 cargo test -p facelens --test golden
+//! ```
+//!
+//! It rewrites the committed-image files always and the dev-image files when the evaluation data
+//! is present (docs/testing.md).
 
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
@@ -20,12 +34,85 @@ use std::process::Command;
 struct Case {
     /// Name of the expected file, `test-data/<name>.expected.json`.
     name: &'static str,
-    /// Image path relative to the evaluation data folder.
+    /// Image path, relative to the evaluation data folder (dev cases) or to the repository root
+    /// (committed cases, `test-data/...`).
     image: &'static str,
     face_num: usize,
 }
 
-const CASES: &[Case] = &[
+/// A committed image and what it holds, known from how it was made (test-data/make_images.py).
+struct Committed {
+    case: Case,
+    /// Faces the output must hold.
+    faces: usize,
+    /// The x ranges (pixels) of the panels holding one face each, left to right, or empty.
+    panels: &'static [(f64, f64)],
+}
+
+const COMMITTED: &[Committed] = &[
+    // One clear frontal face (NASA portrait of Eileen Collins).
+    Committed {
+        case: Case {
+            name: "astronaut",
+            image: "test-data/astronaut.jpg",
+            face_num: 10,
+        },
+        faces: 1,
+        panels: &[],
+    },
+    // The face with some background, 200x200, like a UTKFace crop.
+    Committed {
+        case: Case {
+            name: "astronaut_crop200",
+            image: "test-data/astronaut_crop200.jpg",
+            face_num: 10,
+        },
+        faces: 1,
+        panels: &[],
+    },
+    // The same face cut out, grey, 64x64: the face fills the frame (retry chain).
+    Committed {
+        case: Case {
+            name: "astronaut_grey64",
+            image: "test-data/astronaut_grey64.jpg",
+            face_num: 10,
+        },
+        faces: 1,
+        panels: &[],
+    },
+    // The portrait at 380, 270 and 190 px side by side: three faces, largest first.
+    Committed {
+        case: Case {
+            name: "astronaut_trio",
+            image: "test-data/astronaut_trio.jpg",
+            face_num: 10,
+        },
+        faces: 3,
+        panels: &[(10.0, 390.0), (400.0, 670.0), (680.0, 870.0)],
+    },
+    // A greyscale photo of a man behind a camera.
+    Committed {
+        case: Case {
+            name: "camera",
+            image: "test-data/camera.jpg",
+            face_num: 10,
+        },
+        faces: 1,
+        panels: &[],
+    },
+    // A cup of coffee: no face (an error answer, exit status 1).
+    Committed {
+        case: Case {
+            name: "coffee_no_face",
+            image: "test-data/coffee.jpg",
+            face_num: 10,
+        },
+        faces: 0,
+        panels: &[],
+    },
+];
+
+const DEV_CASES: &[Case] = &[
     // Three children in a classroom (WIDER: 3 boxes). Two cartoon faces on a poster behind them
     // are detected too (scores ~0.55, much smaller), so ask for the three largest.
     Case {
@@ -248,30 +335,7 @@ fn ground_truth(dir: &Path, image: &str) -> Option<Vec<[f64; 4]>> {
 /// Plausibility against the dataset's own labels, independent of the expected files.
 fn check_plausible(dir: &Path, case: &Case, output: &Value) {
     let faces = faces(output);
-    for f in faces {
-        let token = f["token_id"].as_str().unwrap_or("");
-        assert!(
-            token.len() == 32 && token.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')),
-            "{}: bad token_id {token:?}",
-            case.name
-        );
-        let p = f["face_probability"].as_f64().unwrap_or(0.0);
-        assert!(
-            (0.5..=1.0).contains(&p),
-            "{}: face_probability {p}",
-            case.name
-        );
-    }
-    // Largest first.
-    let areas: Vec<f64> = faces
-        .iter()
-        .map(|f| face_box(f)[2] * face_box(f)[3])
-        .collect();
-    assert!(
-        areas.windows(2).all(|w| w[0] >= w[1]),
-        "{}: faces are not largest first: {areas:?}",
-        case.name
-    );
+    check_faces(case.name, faces);
     if case.image.starts_with("detection/") {
         let gt = ground_truth(dir, case.image).expect("the image is in the manifest");
         // Every returned face is a labelled face.
@@ -322,15 +386,165 @@ fn check_plausible(dir: &Path, case: &Case, output: &Value) {
     }
 }
 
+/// Plausibility of a committed image's output, from how the image was made.
+fn check_committed(c: &Committed, status: Option<i32>, output: &Value) {
+    let name = c.case.name;
+    if c.faces == 0 {
+        // No face: the contract's error, and exit status 1 (every image failed).
+        assert_eq!(status, Some(1), "{name}: exit status; output {output}");
+        assert_ne!(output["error_code"], 0, "{name}: {output}");
+        assert!(faces(output).is_empty(), "{name}: {output}");
+        return;
+    }
+    assert_eq!(status, Some(0), "{name}: exit status; output {output}");
+    assert_eq!(output["error_code"], 0, "{name}: {output}");
+    let found = faces(output);
+    assert_eq!(found.len(), c.faces, "{name}: face count; output {output}");
+    check_faces(name, found);
+    // One face per panel: the largest face in the largest (left) panel, and so on.
+    for (i, (face, (x0, x1))) in found.iter().zip(c.panels).enumerate() {
+        let b = face_box(face);
+        assert!(
+            b[0] >= *x0 && b[0] + b[2] <= *x1,
+            "{name}: face {i} {b:?} is not inside its panel {x0}..{x1}"
+        );
+    }
+    if c.panels.is_empty() {
+        // One face, and it is a face-sized part of the image, not the whole frame or a speck.
+        let (w, h) = (
+            output["image"]["width"].as_f64().unwrap_or(0.0),
+            output["image"]["height"].as_f64().unwrap_or(0.0),
+        );
+        let b = face_box(&found[0]);
+        let share = b[2] * b[3] / (w * h);
+        assert!(
+            (0.01..=1.0).contains(&share),
+            "{name}: face {b:?} covers {share:.3} of a {w}x{h} image"
+        );
+    }
+}
+
+/// Token shape, score range and order by area, for any output's faces.
+fn check_faces(name: &str, faces: &[Value]) {
+    for f in faces {
+        let token = f["token_id"].as_str().unwrap_or("");
+        assert!(
+            token.len() == 32 && token.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')),
+            "{name}: bad token_id {token:?}"
+        );
+        let p = f["face_probability"].as_f64().unwrap_or(0.0);
+        assert!((0.5..=1.0).contains(&p), "{name}: face_probability {p}");
+    }
+    let areas: Vec<f64> = faces
+        .iter()
+        .map(|f| face_box(f)[2] * face_box(f)[3])
+        .collect();
+    assert!(
+        areas.windows(2).all(|w| w[0] >= w[1]),
+        "{name}: faces are not largest first: {areas:?}"
+    );
+}
+
+/// Compare one case's output with its expected file (or rewrite the file when blessing); a
+/// description of the differences, if any.
+fn compare_with_golden(case: &Case, output: &Value, update: bool) -> Option<String> {
+    let actual = comparable(output);
+    let golden = golden_path(case.name);
+    if update {
+        let doc = json!({
+            "image": case.image,
+            "args": ["detect", "--face-num", case.face_num.to_string()],
+            "output": actual,
+        });
+        std::fs::create_dir_all(golden.parent().expect("test-data folder"))
+            .expect("creating test-data");
+        let text = serde_json::to_string_pretty(&doc).expect("json") + "\n";
+        std::fs::write(&golden, text).expect("writing the golden file");
+        println!("updated golden file {}", golden.display());
+        return None;
+    }
+    let text = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; generate it with FACELENS_UPDATE_GOLDEN=1",
+            golden.display()
+        )
+    });
+    let doc: Value = serde_json::from_str(&text).expect("golden file is JSON");
+    assert_eq!(
+        doc["image"], case.image,
+        "{}: golden file is for another image",
+        case.name
+    );
+    let expected = &doc["output"];
+    let mut diffs = Vec::new();
+    // Face count first: a different count makes every later index meaningless.
+    if faces(expected).len() != faces(&actual).len() {
+        diffs.push(format!(
+            "face count {}, expected {}",
+            faces(&actual).len(),
+            faces(expected).len()
+        ));
+    } else {
+        compare(&mut Vec::new(), expected, &actual, &mut diffs);
+    }
+    if diffs.is_empty() {
+        println!("{}: {} faces match", case.name, faces(&actual).len());
+        None
+    } else {
+        Some(format!(
+            "{} ({}):\n  {}",
+            case.name,
+            case.image,
+            diffs.join("\n  ")
+        ))
+    }
+}
+
+fn report(failures: &[String], update: bool) {
+    if update {
+        println!("golden files rewritten; review the diff before committing");
+    }
+    assert!(
+        failures.is_empty(),
+        "outputs differ from the golden files (rerun with FACELENS_UPDATE_GOLDEN=1 if the change \
+         is intended, docs/testing.md):\n{}",
+        failures.join("\n")
+    );
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 #[test]
-fn golden_outputs_on_real_images() {
+fn golden_outputs_on_committed_images() {
+    let update = updating();
+    let mut failures = Vec::new();
+    for c in COMMITTED {
+        let file = repo_root().join(c.case.image);
+        assert!(
+            file.is_file(),
+            "{} is missing (test-data/README.md)",
+            file.display()
+        );
+        let (status, output) = run_detect(&file, c.case.face_num);
+        check_committed(c, status, &output);
+        failures.extend(compare_with_golden(&c.case, &output, update));
+    }
+    report(&failures, update);
+}
+
+#[test]
+fn golden_outputs_on_dev_images() {
     let Some(dir) = evaldata_dir() else {
-        println!("skipped: evaldata not found");
+        facelens_testkit::skip(
+            "no development evaluation data (../shared/evaldata or FACELENS_EVALDATA)",
+        );
         return;
     };
     let update = updating();
     let mut failures = Vec::new();
-    for case in CASES {
+    for case in DEV_CASES {
         let file = dir.join(case.image);
         let (status, output) = run_detect(&file, case.face_num);
         assert_eq!(
@@ -341,66 +555,9 @@ fn golden_outputs_on_real_images() {
         );
         assert_eq!(output["error_code"], 0, "{}: {output}", case.name);
         check_plausible(&dir, case, &output);
-
-        let actual = comparable(&output);
-        let golden = golden_path(case.name);
-        if update {
-            let doc = json!({
-                "image": case.image,
-                "args": ["detect", "--face-num", case.face_num.to_string()],
-                "output": actual,
-            });
-            std::fs::create_dir_all(golden.parent().expect("test-data folder"))
-                .expect("creating test-data");
-            let text = serde_json::to_string_pretty(&doc).expect("json") + "\n";
-            std::fs::write(&golden, text).expect("writing the golden file");
-            println!("updated golden file {}", golden.display());
-            continue;
-        }
-        let text = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; generate it with FACELENS_UPDATE_GOLDEN=1",
-                golden.display()
-            )
-        });
-        let doc: Value = serde_json::from_str(&text).expect("golden file is JSON");
-        assert_eq!(
-            doc["image"], case.image,
-            "{}: golden file is for another image",
-            case.name
-        );
-        let expected = &doc["output"];
-        let mut diffs = Vec::new();
-        // Face count first: a different count makes every later index meaningless.
-        if faces(expected).len() != faces(&actual).len() {
-            diffs.push(format!(
-                "face count {}, expected {}",
-                faces(&actual).len(),
-                faces(expected).len()
-            ));
-        } else {
-            compare(&mut Vec::new(), expected, &actual, &mut diffs);
-        }
-        if diffs.is_empty() {
-            println!("{}: {} faces match", case.name, faces(&actual).len());
-        } else {
-            failures.push(format!(
-                "{} ({}):\n  {}",
-                case.name,
-                case.image,
-                diffs.join("\n  ")
-            ));
-        }
+        failures.extend(compare_with_golden(case, &output, update));
     }
-    if update {
-        println!("golden files rewritten; review the diff before committing");
-    }
-    assert!(
-        failures.is_empty(),
-        "outputs differ from the golden files (rerun with FACELENS_UPDATE_GOLDEN=1 if the change \
-         is intended):\n{}",
-        failures.join("\n")
-    );
+    report(&failures, update);
 }
 
 #[test]

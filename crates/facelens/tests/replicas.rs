@@ -113,7 +113,7 @@ fn admin(pg: &str, schema: &str, args: &[&str]) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_is_exact_across_three_replicas() {
     let Ok(pg) = std::env::var("FACELENS_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: FACELENS_TEST_POSTGRES_URL not set");
+        facelens_testkit::skip("FACELENS_TEST_POSTGRES_URL not set");
         return;
     };
     let redis = std::env::var("FACELENS_TEST_REDIS_URL").ok();

@@ -147,16 +147,30 @@ pub fn evaldata() -> Option<PathBuf> {
     facelens_eval::evaldata_dir().filter(|d| d.join("attributes/manifest.jsonl").is_file())
 }
 
-/// A dev image, or `None` (the test then says it is skipping).
+/// The reason every test that needs the development data gives when it skips.
+pub const NO_EVALDATA: &str =
+    "no development evaluation data (../shared/evaldata or FACELENS_EVALDATA)";
+
+/// A dev image, or `None` after recording that the test skips (`facelens_testkit::skip`); the
+/// test then returns.
 pub fn dev_image(rel: &str) -> Option<Vec<u8>> {
     let Some(dir) = evaldata() else {
-        eprintln!("skipped: evaldata not found (set FACELENS_EVALDATA)");
+        facelens_testkit::skip(NO_EVALDATA);
         return None;
     };
     Some(std::fs::read(dir.join(rel)).expect("dev image"))
 }
 
-pub const FACE: &str = "attributes/utkface/24_1_2_20170116173507147.jpg.chip.jpg";
+/// The bytes of a committed test image (`test-data/`, in every clone).
+pub fn test_image(name: &str) -> Vec<u8> {
+    facelens_testkit::test_image_bytes(name)
+}
+
+/// Committed: one clear frontal face, 200x200 (public-domain NASA portrait, test-data/README.md).
+pub const FACE: &str = "astronaut_crop200.jpg";
+/// Committed: three faces of three sizes side by side.
+pub const TRIO: &str = "astronaut_trio.jpg";
+/// Development data: a WIDER FACE crowd with more than five faces.
 pub const CROWD: &str = "detection/wider_face_val/images/0--Parade/0_Parade_Parade_0_429.jpg";
 
 /// A PNG of one flat colour (no face in it).
