@@ -32,8 +32,16 @@ pub struct Fields {
 }
 
 impl Fields {
-    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
-        Self { pairs, file: None }
+    /// Fields from string pairs (unit tests).
+    #[cfg(test)]
+    pub fn of(p: &[(&str, &str)]) -> Self {
+        Self {
+            pairs: p
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            file: None,
+        }
     }
 
     /// The first value of `name`, trimmed; `None` when absent or empty.
@@ -394,14 +402,6 @@ pub fn decode_base64(s: &str, max_image_bytes: usize) -> Result<Vec<u8>, FaceErr
 mod tests {
     use super::*;
 
-    fn fields(p: &[(&str, &str)]) -> Fields {
-        Fields::from_pairs(
-            p.iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn base64_variants() {
         let want = b"\xfb\xff\xbf hello".to_vec();
@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn first_value_wins_and_trims() {
-        let f = fields(&[("key", " abc "), ("key", "def")]);
+        let f = Fields::of(&[("key", " abc "), ("key", "def")]);
         assert_eq!(f.get("key"), Some("abc"));
         assert_eq!(f.get("nope"), None);
     }

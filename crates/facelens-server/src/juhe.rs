@@ -181,17 +181,9 @@ pub fn juhe_params(f: &Fields, max_image_bytes: usize) -> Result<JuheParams, Fac
 mod tests {
     use super::*;
 
-    fn fields(p: &[(&str, &str)]) -> Fields {
-        Fields::from_pairs(
-            p.iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn defaults_and_ranges() {
-        let p = juhe_params(&fields(&[("image", "aGVsbG8=")]), 100).expect("ok");
+        let p = juhe_params(&Fields::of(&[("image", "aGVsbG8=")]), 100).expect("ok");
         assert_eq!(p.face_num, 1);
         assert_eq!(p.face_type, FaceType::Live);
         assert_eq!(
@@ -208,12 +200,12 @@ mod tests {
             ("image_type", "4", ErrorCode::InvalidImageType),
             ("image_type", "0", ErrorCode::InvalidImageType),
         ] {
-            let err =
-                juhe_params(&fields(&[("image", "aGVsbG8="), (k, v)]), 100).expect_err("refused");
+            let err = juhe_params(&Fields::of(&[("image", "aGVsbG8="), (k, v)]), 100)
+                .expect_err("refused");
             assert_eq!(err.code, code, "{k}={v}");
         }
         let p = juhe_params(
-            &fields(&[
+            &Fields::of(&[
                 ("image", "http://x/y.jpg"),
                 ("image_type", "2"),
                 ("face_num", "10"),
@@ -228,9 +220,9 @@ mod tests {
     #[test]
     fn missing_image() {
         for f in [
-            fields(&[]),
-            fields(&[("image", "  ")]),
-            fields(&[("img", "x")]),
+            Fields::of(&[]),
+            Fields::of(&[("image", "  ")]),
+            Fields::of(&[("img", "x")]),
         ] {
             let err = juhe_params(&f, 100).expect_err("missing");
             assert_eq!(err.code, ErrorCode::MissingParameter);

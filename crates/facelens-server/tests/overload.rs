@@ -33,6 +33,20 @@ async fn bytes_in_flight(s: &common::TestServer) -> u64 {
     v["bytes_in_flight"].as_u64().expect("bytes_in_flight")
 }
 
+/// POST `body` as a form to the Juhe endpoint and read its answer.
+async fn post_juhe(s: &common::TestServer, body: impl Into<reqwest::Body>) -> Value {
+    common::juhe_body(
+        s.client
+            .post(s.url("/faceDetect/index"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("the Juhe client reads its answer"),
+    )
+    .await
+}
+
 /// Open a request that declares `declared` bytes of body and sends only the head: it holds
 /// that share of the byte budget while the server waits for the rest.
 async fn hold_budget(addr: &str, declared: usize) -> TcpStream {
@@ -56,16 +70,7 @@ async fn a_spent_byte_budget_answers_busy_at_once_and_the_client_reads_it() {
     let addr = s.base.trim_start_matches("http://").to_string();
     let body = padded_form(&s.key, 600 * KIB);
     // With room, the padded request is analysed (a flat image: no face).
-    let v: Value = common::juhe_body(
-        s.client
-            .post(s.url("/faceDetect/index"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.clone())
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let v: Value = post_juhe(&s, body.clone()).await;
     assert_eq!(code(&v), 200216, "{v}");
     assert_eq!(bytes_in_flight(&s).await, 0, "given back after the answer");
 
@@ -83,16 +88,7 @@ async fn a_spent_byte_budget_answers_busy_at_once_and_the_client_reads_it() {
     // Now a 600 KiB body does not fit: busy at once, in each protocol's shape, and each client
     // reads the whole answer after sending its whole body (no reset).
     let t = Instant::now();
-    let v = common::juhe_body(
-        s.client
-            .post(s.url("/faceDetect/index"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.clone())
-            .send()
-            .await
-            .expect("the Juhe client reads its answer"),
-    )
-    .await;
+    let v = post_juhe(&s, body.clone()).await;
     assert_eq!(code(&v), 200217, "{v}");
     assert!(t.elapsed() < Duration::from_secs(5), "answered at once");
 
@@ -131,16 +127,9 @@ async fn a_spent_byte_budget_answers_busy_at_once_and_the_client_reads_it() {
     // A chunked body declares no length and is counted as the largest allowed: refused too.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         vec![Ok(b"key=x&image=y".to_vec()), Ok(vec![b'z'; 10])];
-    let v = common::juhe_body(
-        s.client
-            .post(s.url("/faceDetect/index"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-                chunks,
-            )))
-            .send()
-            .await
-            .expect("send"),
+    let v = post_juhe(
+        &s,
+        reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)),
     )
     .await;
     assert_eq!(code(&v), 200217, "{v}");
@@ -152,16 +141,7 @@ async fn a_spent_byte_budget_answers_busy_at_once_and_the_client_reads_it() {
         assert!(t.elapsed() < Duration::from_secs(10), "the share came back");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let v = common::juhe_body(
-        s.client
-            .post(s.url("/faceDetect/index"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let v = post_juhe(&s, body).await;
     assert_eq!(code(&v), 200216, "{v}");
 
     let metrics = s
