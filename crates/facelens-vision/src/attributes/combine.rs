@@ -185,15 +185,6 @@ impl Attributor {
                             gear_features(m, &outputs, f);
                         }
                     }
-                    if opts.race {
-                        for (a, f) in &mut out {
-                            if let Some(p) = f.gear_race.as_deref().and_then(race::to_contract)
-                                && let Some((i, prob)) = emotion::argmax(&p)
-                            {
-                                a.race = Some(Labelled::new(race::CONTRACT_RACES[i], prob));
-                            }
-                        }
-                    }
                 }
                 Job::FaceApi => {
                     let Some(m) = &self.models.faceapi else {
@@ -237,10 +228,8 @@ impl Attributor {
             if opts.age {
                 a.age = self.age(f);
             }
-            if opts.race
-                && let Some(race) = self.trained_race(f)
-            {
-                a.race = Some(race);
+            if opts.race {
+                a.race = self.race(f);
             }
             if opts.beauty {
                 a.beauty = self.beauty(f);
@@ -311,11 +300,14 @@ impl Attributor {
         Some(Labelled::new(FACE_SHAPES[i], prob))
     }
 
-    /// Race from the trained head; `None` (GEAR's mapped classes stay) when GEAR's pool is
-    /// missing, e.g. a GEAR file without the exposed output.
-    fn trained_race(&self, f: &AttributeFeatures) -> Option<Labelled> {
-        let h = self.heads.race?;
-        let p = h.head().predict(&h.input(f, None)?)?;
+    /// Race from the trained head, or GEAR's classes mapped onto the contract's when the head
+    /// cannot run (e.g. a GEAR file without the exposed pool); `None` without GEAR.
+    fn race(&self, f: &AttributeFeatures) -> Option<Labelled> {
+        let p = self
+            .heads
+            .race
+            .and_then(|h| h.head().predict(&h.input(f, None)?))
+            .or_else(|| Some(race::to_contract(f.gear_race.as_deref()?)?.to_vec()))?;
         let (i, prob) = emotion::argmax(&p)?;
         Some(Labelled::new(race::CONTRACT_RACES[i], prob))
     }
