@@ -71,6 +71,15 @@ def write(name: str, h: dict) -> None:
     print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size} bytes, {len(h['features'])} features)")
 
 
+def write_softmax(name: str, W, b, blocks: list[str], labels: list[str], about: str) -> None:
+    """A softmax head file from an exported `x @ W + b` (standardisation already folded in, so
+    mean 0 and std 1)."""
+    assert W.shape == (len(names_of(blocks)), len(labels)), W.shape
+    d = W.shape[0]
+    write(name, head("softmax", about, labels=labels, features=names_of(blocks), mean=[0.0] * d,
+                     std=[1.0] * d, weights=[g7(W[:, j]) for j in range(W.shape[1])], bias=g7(b)))
+
+
 def synthetic(name: str, row: int) -> np.ndarray:
     """The test inputs: element i of input `name` (its flattened raw form) in row `row` is
     sin(0.37 i + 1.3 row + len(name)) * (1 + (i mod 5)) / 60 (the Rust test uses the same)."""
@@ -119,35 +128,23 @@ def main() -> int:
 
     m, W, b, meta = weights(MODELS / "face_shape_head.onnx")
     blocks = meta["features"].split(",")
-    labels = meta["trained_classes"].split(",")
-    assert W.shape == (len(names_of(blocks)), len(labels)), W.shape
-    d = W.shape[0]
-    write("face_shape_trained", head(
-        "softmax",
-        "Face shape: multinomial logistic regression over inner features of the shipped models "
-        "and the mesh geometry, in the data's five classes (the service adds oblong to oval and "
-        "never answers triangle); python -m training.face_shape --export, then "
-        "training/heads_json.py. Face Shape Dataset (niten19) dev split: "
-        "docs/model-cards/face_shape.md.",
-        labels=labels, features=names_of(blocks), mean=[0.0] * d, std=[1.0] * d,
-        weights=[g7(W[:, j]) for j in range(W.shape[1])], bias=g7(b)))
+    write_softmax("face_shape_trained", W, b, blocks, meta["trained_classes"].split(","),
+                  "Face shape: multinomial logistic regression over inner features of the shipped models "
+                  "and the mesh geometry, in the data's five classes (the service adds oblong to oval and "
+                  "never answers triangle); python -m training.face_shape --export, then "
+                  "training/heads_json.py. Face Shape Dataset (niten19) dev split: "
+                  "docs/model-cards/face_shape.md.")
     fixture["heads"]["face_shape_trained"] = {
         "blocks": blocks, "output": "contract probabilities [square, triangle, oval, heart, round]",
         "expected": onnx_outputs(m, blocks, 3)}
 
     m, W, b, meta = weights(MODELS / "race_head.onnx")
     blocks = meta["features"].split(",")
-    labels = meta["classes"].split(",")
-    assert W.shape == (len(names_of(blocks)), len(labels)), W.shape
-    d = W.shape[0]
-    write("race_trained", head(
-        "softmax",
-        "Race in the contract's classes from GEAR's log race probabilities and its global max "
-        "pool; logistic regression on SCUT-FBP5500 portraits and the UTKFace dev sample, sources "
-        "weighted equally; python -m training.race_gender --export, then training/heads_json.py. "
-        "docs/model-cards/race_gender.md.",
-        labels=labels, features=names_of(blocks), mean=[0.0] * d, std=[1.0] * d,
-        weights=[g7(W[:, j]) for j in range(W.shape[1])], bias=g7(b)))
+    write_softmax("race_trained", W, b, blocks, meta["classes"].split(","),
+                  "Race in the contract's classes from GEAR's log race probabilities and its global max "
+                  "pool; logistic regression on SCUT-FBP5500 portraits and the UTKFace dev sample, sources "
+                  "weighted equally; python -m training.race_gender --export, then training/heads_json.py. "
+                  "docs/model-cards/race_gender.md.")
     # The race head's ONNX input is the concatenated vector.
     sess = session(m.SerializeToString())
     x = np.stack([np.concatenate([synthetic(bk, r) for bk in blocks]) for r in range(3)])
