@@ -24,8 +24,12 @@ Like curl, a client watches for an answer while it sends, and stops sending when
 HTTP answer (status and error_code), "reset" (the connection was reset before an answer could
 be read), "closed without answer", or "no answer" (nothing within --timeout s).
 
-While a phase runs, one thread GETs /healthz every --healthz-interval s (a fresh connection
-each time, 5 s timeout; a probe that fails counts as 5,000 ms) and another sends a normal
+While a phase runs, a separate probe process GETs /healthz every --healthz-interval s (a fresh
+connection each time, 5 s timeout; a probe that fails counts as 5,000 ms). It is a process of
+its own because the 300 upload threads share one interpreter lock: a probe thread among them
+waits for that lock after each of its socket calls, and that wait is the client's, not the
+server's. The same probe also runs as a thread among the uploads ("in-client", reported for
+comparison with earlier runs, not checked). Another thread sends a normal
 request (the same photo, a small body) every --normal-interval s. The server's RSS
 (/proc/PID/status VmRSS) is sampled every 0.1 s; growth = the phase's peak minus the median of
 the 2 s before it (after three warm-up requests, so that model buffers are not counted).
@@ -252,6 +256,41 @@ def rss_kib(pid):
     return None
 
 
+def healthz_probe(host, port):
+    """One GET /healthz on a fresh connection: (ms, ok, failure or None)."""
+    t0 = time.monotonic()
+    out, status, _, _, _ = exchange(host, port,
+                                    f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                                    f"Connection: close\r\n\r\n".encode(), b"",
+                                    HEALTHZ_TIMEOUT)
+    ok = out == "answer" and status == 200
+    ms = (time.monotonic() - t0) * 1000 if ok else HEALTHZ_TIMEOUT * 1000
+    return ms, ok, (out if not ok else None)
+
+
+def probe_main(target, interval):
+    """The probe process (--probe-healthz HOST:PORT): probe every `interval` s until stdin
+    closes; one line per probe on stdout: "<monotonic s> <ms> <ok 0|1> <failure|->"."""
+    host, port = target.rsplit(":", 1)
+    port = int(port)
+    while True:
+        t0 = time.monotonic()
+        ms, ok, why = healthz_probe(host, port)
+        print(f"{t0:.4f} {ms:.2f} {int(ok)} {why or '-'}", flush=True)
+        r, _, _ = select.select([sys.stdin], [], [], max(0.0, interval - (time.monotonic() - t0)))
+        if r and not sys.stdin.buffer.read1(4096):
+            return 0
+
+
+def healthz_stats(probes):
+    """p50/p99/max of [(ms, ok, why)]."""
+    ms = [m for m, _, _ in probes]
+    fail = [why for _, ok, why in probes if not ok]
+    return {"probes": len(ms), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99),
+            "max_ms": max(ms) if ms else None, "failed": len(fail),
+            "failures": {w: fail.count(w) for w in sorted(set(fail))}}
+
+
 def run_phase(name, a, host, port, pid, key, image):
     body = form(key, image, int(a.body_mib * MIB))
     head = request_head(host, port, "/faceDetect/index", len(body))
@@ -277,19 +316,29 @@ def run_phase(name, a, host, port, pid, key, image):
     time.sleep(2.0)  # the baseline window
     t_start = time.monotonic() - t_base
 
-    healthz = []  # (ms, ok)
+    healthz_in_client = []  # (ms, ok, why): the probe thread among the uploads
 
     def health_loop():
         while not stop.is_set():
             t0 = time.monotonic()
-            out, status, _, _, _ = exchange(host, port,
-                                            f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                                            f"Connection: close\r\n\r\n".encode(), b"",
-                                            HEALTHZ_TIMEOUT)
-            ok = out == "answer" and status == 200
-            ms = (time.monotonic() - t0) * 1000 if ok else HEALTHZ_TIMEOUT * 1000
-            healthz.append((ms, ok, out if not ok else None))
+            healthz_in_client.append(healthz_probe(host, port))
             stop.wait(max(0.0, a.healthz_interval - (time.monotonic() - t0)))
+
+    # The probe process (the checked figure): its lines are read as they come.
+    prober = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--probe-healthz",
+                               f"{host}:{port}", "--healthz-interval", str(a.healthz_interval)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    healthz = []  # (ms, ok, why, seconds since the burst started)
+
+    def probe_reader():
+        for line in prober.stdout:
+            parts = line.split()
+            if len(parts) == 4:
+                healthz.append((float(parts[1]), parts[2] == "1",
+                                None if parts[3] == "-" else parts[3], float(parts[0])))
+
+    pth = threading.Thread(target=probe_reader, daemon=True)
+    pth.start()
 
     normal = []  # label
 
@@ -322,7 +371,12 @@ def run_phase(name, a, host, port, pid, key, image):
     t_end = time.monotonic() - t_base
     time.sleep(1.0)  # the memory of the last answers
     stop.set()
-    for t in (hth, nth, sth):
+    prober.stdin.close()
+    try:
+        prober.wait(HEALTHZ_TIMEOUT + 5)
+    except subprocess.TimeoutExpired:
+        prober.kill()
+    for t in (hth, nth, sth, pth):
         t.join(HEALTHZ_TIMEOUT + a.timeout + 5)
 
     by_label = {}
@@ -339,8 +393,11 @@ def run_phase(name, a, host, port, pid, key, image):
     normal_answered = sum(n for k, n in normal_by.items() if k.startswith("HTTP "))
     normal_5xx = sum(n for k, n in normal_by.items()
                      if k.startswith("HTTP ") and int(k.split()[1]) >= 500)
-    hz_ms = [ms for ms, _, _ in healthz]
-    hz_fail = [why for _, ok, why in healthz if not ok]
+    # When the slow probes came, in seconds after the uploads started (monotonic clocks of
+    # one machine: the probe process's and this one's agree).
+    t_burst = t_base + t_start
+    slow = sorted(((round(t - t_burst, 2), round(ms)) for ms, _, _, t in healthz),
+                  key=lambda x: -x[1])[:5]
     base = [r for t, r in samples if t < t_start]
     during = [r for t, r in samples if t >= t_start]
     rss = None
@@ -359,10 +416,9 @@ def run_phase(name, a, host, port, pid, key, image):
         "uploads_whole_body_sent": full,
         "uploads_5xx": five,
         "upload_seconds": {"p50": percentile(secs, 50), "max": max(secs) if secs else None},
-        "healthz": {"probes": len(hz_ms), "p50_ms": percentile(hz_ms, 50),
-                    "p99_ms": percentile(hz_ms, 99), "max_ms": max(hz_ms) if hz_ms else None,
-                    "failed": len(hz_fail),
-                    "failures": {w: hz_fail.count(w) for w in sorted(set(hz_fail))}},
+        "healthz": dict(healthz_stats([h[:3] for h in healthz]),
+                        slowest_at_s_ms=[list(x) for x in slow]),
+        "healthz_in_client": healthz_stats(healthz_in_client),
         "normal_by_answer": normal_by,
         "normal_answered": normal_answered,
         "normal_sent": len(normal),
@@ -424,7 +480,10 @@ def main():
     ap.add_argument("--json", dest="json_out", help="write the results as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (data, server log)")
     ap.add_argument("serve_extra", nargs="*", help="after --: extra `facelens serve` flags")
+    ap.add_argument("--probe-healthz", metavar="HOST:PORT", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.probe_healthz:
+        return probe_main(a.probe_healthz, a.healthz_interval)
     a.body_mib = float(a.body_mib)
     phases = [p.strip() for p in a.phases.split(",") if p.strip()]
     if not phases or any(p not in ("fast", "trickle") for p in phases):
@@ -514,7 +573,14 @@ def main():
               + f" (whole body sent by {p['uploads_whole_body_sent']})")
         if hz["probes"]:
             print(f"  /healthz: {hz['probes']} probes, p50 {hz['p50_ms']:.0f} ms, p99 "
-                  f"{hz['p99_ms']:.0f} ms, max {hz['max_ms']:.0f} ms, failed {hz['failed']}")
+                  f"{hz['p99_ms']:.0f} ms, max {hz['max_ms']:.0f} ms, failed {hz['failed']}; "
+                  "slowest (s into the burst, ms): "
+                  + ", ".join(f"{t:g}: {ms}" for t, ms in hz["slowest_at_s_ms"]))
+        ic = p["healthz_in_client"]
+        if ic["probes"]:
+            print(f"  /healthz from a thread among the uploads (not checked): {ic['probes']} "
+                  f"probes, p50 {ic['p50_ms']:.0f} ms, p99 {ic['p99_ms']:.0f} ms, max "
+                  f"{ic['max_ms']:.0f} ms, failed {ic['failed']}")
         print("  normal:   " + (", ".join(f"{k}: {n}" for k, n in sorted(p["normal_by_answer"].items()))
                                 or "none sent"))
         if p["rss"]:
