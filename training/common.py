@@ -143,15 +143,21 @@ def to_input(transform: str, crops: np.ndarray) -> np.ndarray:
 
 def with_feature_outputs(model, outputs):
     """A copy of `model` with the named inner tensors added as graph outputs (a spatial map
-    with `pool` true goes through GlobalAveragePool + Flatten first, as an NCHW map). The
-    existing outputs are unchanged: the service keeps reading them by name."""
+    with `pool` true goes through GlobalAveragePool + Flatten first, as an NCHW map), unless the
+    file already has an output of that name. The existing outputs are unchanged: the service
+    keeps reading them by name."""
     import onnx
     from onnx import helper
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
+    have = {o.name for o in g.output}
     for name, tensor, pool in outputs:
+        if name in have and not pool:
+            # Already a graph output (training.expose_outputs adds it to the shipped file as an
+            # Identity of the same tensor): the same values, read as they are.
+            continue
         src = tensor
         if pool:
             g.node.extend([

@@ -51,6 +51,15 @@ def derived(crops: Crops, name: str) -> np.ndarray:
         return logit(load_features(crops, ["faceapi_gender"])[:, 0:1])
     if name == "logit_gear_male":
         return logit(load_features(crops, ["gear_gender"])[:, 0:1])
+    if name == "p_gear_asian":
+        return load_features(crops, ["gear_race"])[:, 2:3]
+    if name == "child":
+        # Soft "under about 15" from face-api's age: 1 for small children, 0 for adults.
+        age = load_features(crops, ["faceapi_age"])[:, 0:1].astype(np.float64)
+        return 1.0 / (1.0 + np.exp((age - 15.0) / 3.0))
+    if "*" in name:
+        a, b = name.split("*", 1)
+        return derived(crops, a) * derived(crops, b)
     return load_features(crops, [name])
 
 
@@ -171,6 +180,37 @@ def export(path, model, names, dims, labels, doc, meta, xs):
     print(f"wrote {path.relative_to(common.REPO)} ({path.stat().st_size} bytes)")
 
 
+def write_gender_json(model, names, share, C, xs):
+    """The served gender head, models/heads/gender.json: the heads module's `softmax` kind
+    (z = (x − mean) / std, logits = W z + b), checked against scikit-learn on `xs`."""
+    m, mu, sd = model
+    assert list(m.classes_) == GENDERS, m.classes_
+    c, b0 = m.coef_[0], float(m.intercept_[0])
+    head = {
+        "kind": "softmax",
+        "about": "gender head (logistic regression over the dlib and face-api gender logits), "
+                 "FITTED ON THE DEV DATA: UTKFace dev sample + SCUT-FBP5500 dev portraits "
+                 f"(portraits' share of the fit {share}, C {C}); training/race_gender.py; "
+                 "repeated 5-fold CV in docs/accuracy.md and docs/model-cards/race_gender.md",
+        "labels": GENDERS,
+        "features": names,
+        "mean": [round(float(v), 6) for v in mu],
+        "std": [round(float(v), 6) for v in sd],
+        "weights": [[round(float(-v / 2), 6) for v in c], [round(float(v / 2), 6) for v in c]],
+        "bias": [round(-b0 / 2, 6), round(b0 / 2, 6)],
+    }
+    z = (xs - np.array(head["mean"])) / np.array(head["std"])
+    logits = z @ np.array(head["weights"]).T + np.array(head["bias"])
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    diff = float(np.abs(p - predict(model, xs, GENDERS)).max())
+    print(f"gender.json check: max |json head - scikit-learn| = {diff:.3g} (rounded to 6 digits)")
+    assert diff < 1e-4, diff
+    path = common.MODELS / "heads" / "gender.json"
+    path.write_text(json.dumps(head, indent=1) + "\n")
+    print(f"wrote {path.relative_to(common.REPO)}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--crops", required=True)
@@ -180,6 +220,12 @@ def main(argv=None):
     ap.add_argument("--seeds", default="7")
     ap.add_argument("--balance-sources", action="store_true",
                     help="weight rows so that the portraits and UTKFace weigh the same in each fit")
+    ap.add_argument("--gender-portrait-weight", type=float,
+                    help="the portraits' share of each gender fit (UTKFace has the rest); "
+                         "default: 0.5 with --balance-sources, else by rows")
+    ap.add_argument("--compare-utk-only", action="store_true",
+                    help="also cross-validate the served gender recipe (the same features "
+                         "fitted on UTKFace alone) under the same folds")
     ap.add_argument("--export", action="store_true")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
@@ -196,17 +242,24 @@ def main(argv=None):
     show("served race (GEAR mapped, no fit)", out["served_race"])
     head = json.loads((common.MODELS / "heads" / "gender.json").read_text())
     xg0, *_ = dataset(train, utk, head["features"])
-    z = (xg0 - np.array(head["mean"])) / np.array(head["scale"])
+    z = (xg0 - np.array(head["mean"])) / np.array(head["std"])
     logits = z @ np.array(head["weights"]).T + np.array(head["bias"])
     served_gender = np.array(head["labels"])[logits.argmax(axis=1)].astype(object)
     served_gender[~found] = "(missing)"
     out["served_gender"] = figures(served_gender, race, gender, src, "gender")
     show("served gender (models/heads/gender.json)", out["served_gender"])
 
-    w = None
-    if a.balance_sources:
+    def source_weights(portrait_share):
+        """Row weights giving the portraits `portrait_share` of the fit (None: by rows)."""
+        if portrait_share is None:
+            return None
         port = src == "portrait"
-        w = np.where(port, 0.5 / port.mean(), 0.5 / (~port).mean())
+        return np.where(port, portrait_share / port.mean(), (1 - portrait_share) / (~port).mean())
+
+    w = source_weights(0.5 if a.balance_sources else None)
+    gshare = a.gender_portrait_weight if a.gender_portrait_weight is not None else (
+        0.5 if a.balance_sources else None)
+    wg = source_weights(gshare)
     strata_r = np.array([f"{s}|{r}|{g}" for s, r, g in zip(src, race, gender)])
     x_g, *_ = dataset(train, utk, gn)
     strata_g = np.array([f"{s}|{g}" for s, g in zip(src, gender)])
@@ -214,9 +267,25 @@ def main(argv=None):
         pr, Cr = cv(x_r, race, strata_r, found, RACES, seed, w)
         out.setdefault("race_cv", {})[seed] = figures(pr, race, gender, src, "race") | {"C": Cr}
         show(f"race head {rn} ({x_r.shape[1]} dims), 5-fold CV seed {seed}", out["race_cv"][seed])
-        pg, Cg = cv(x_g, gender, strata_g, found, GENDERS, seed, w)
+        pg, Cg = cv(x_g, gender, strata_g, found, GENDERS, seed, wg)
         out.setdefault("gender_cv", {})[seed] = figures(pg, race, gender, src, "gender") | {"C": Cg}
-        show(f"gender head {gn} ({x_g.shape[1]} dims), 5-fold CV seed {seed}", out["gender_cv"][seed])
+        show(f"gender head {gn} ({x_g.shape[1]} dims, portraits' share {gshare}), 5-fold CV "
+             f"seed {seed}", out["gender_cv"][seed])
+        if a.compare_utk_only:
+            pu, Cu = cv(x_g, gender, strata_g, found, GENDERS, seed, source_weights(0.0))
+            out.setdefault("gender_utk_only_cv", {})[seed] = figures(pu, race, gender, src, "gender") | {"C": Cu}
+            show(f"gender, the served recipe (same features, UTKFace only), 5-fold CV seed {seed}",
+                 out["gender_utk_only_cv"][seed])
+    # Over the seeds (repeated CV): the mean and range of each figure.
+    for key in ("race_cv", "gender_cv", "gender_utk_only_cv"):
+        runs = list(out.get(key, {}).values())
+        if len(runs) > 1:
+            summary = {k: (float(np.mean([r[k] for r in runs])), float(min(r[k] for r in runs)),
+                           float(max(r[k] for r in runs)))
+                       for k in runs[0] if isinstance(runs[0][k], float)}
+            out[key + "_summary"] = summary
+            print(f"{key} over {len(runs)} seeds, mean (min-max): " + ", ".join(
+                f"{k} {100 * m:.2f} % ({100 * lo:.2f}-{100 * hi:.2f})" for k, (m, lo, hi) in summary.items()))
     if a.export:
         first = str(a.seeds.split(",")[0])
         Cr = float(np.median(out["race_cv"][int(first)]["C"]))
@@ -226,9 +295,11 @@ def main(argv=None):
         export(common.MODELS / "race_head.onnx", fit_logistic(x_r[found], race[found], Cr, wf), rn, x_r.shape[1], RACES,
                "Facelens race head: contract probabilities [yellow, white, black, arabs]",
                {"training_data": data, "C": str(Cr)}, x_r[found][:256])
-        export(common.MODELS / "gender_head.onnx", fit_logistic(x_g[found], gender[found], Cg, wf), gn, x_g.shape[1], GENDERS,
+        gmodel = fit_logistic(x_g[found], gender[found], Cg, None if wg is None else wg[found])
+        export(common.MODELS / "gender_head.onnx", gmodel, gn, x_g.shape[1], GENDERS,
                "Facelens gender head: probabilities [female, male]",
-               {"training_data": data, "C": str(Cg)}, x_g[found][:256])
+               {"training_data": data, "C": str(Cg), "portrait_share": str(gshare)}, x_g[found][:256])
+        write_gender_json(gmodel, gn, gshare, Cg, x_g[found][:256])
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1, default=str))
     return out
