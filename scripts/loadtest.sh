@@ -13,6 +13,8 @@
 # --one-face: only the WIDER dev photos with exactly one labelled face (99 of 300), each cropped
 # around that face before the refit: issue 6's "one-face 640x480 photo".
 # Numbers depend on the machine: run baselines in the same session (docs/performance.md).
+# FACELENS_BIN=PATH serves with that binary instead of this tree's release build (a before /
+# after comparison: build the other tree, copy its binary aside, run both here alternately).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,13 +61,19 @@ if [[ "$backend" != "rten" ]]; then
     export ORT_DYLIB_PATH
   fi
 fi
-cargo build --release -q -p facelens "${features[@]}" --bin facelens --example loadgen
 target="${CARGO_TARGET_DIR:-target}/release"
+if [[ -n "${FACELENS_BIN:-}" ]]; then
+  cargo build --release -q -p facelens "${features[@]}" --example loadgen
+  server_bin="$FACELENS_BIN"
+else
+  cargo build --release -q -p facelens "${features[@]}" --bin facelens --example loadgen
+  server_bin="$target/facelens"
+fi
 
 dir=$(mktemp -d)
 log="$dir/serve.log"
 t0=$(date +%s.%N)
-"$target/facelens" --backend "$backend" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --no-key \
+"$server_bin" --backend "$backend" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --no-key \
   "${serve_extra[@]}" >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
@@ -78,6 +86,7 @@ for _ in $(seq 1 600); do
   sleep 0.02
 done
 t1=$(date +%s.%N)
+echo "server: $server_bin"
 echo "server ready at $url in $(echo "$t1 - $t0" | bc -l | xargs printf '%.2f') s (process start to /readyz 200); backend $backend"
 echo "server RSS when idle: $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' /proc/$pid/status)"
 

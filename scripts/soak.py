@@ -36,10 +36,14 @@ all pass):
                code (busy: at most what the clients saw, since busy answered before the body is
                read involves no key), and the main key's quota counter (total_used) equals its
                successes + no-face
-  memory       flat: the lowest VmRSS of each whole minute after warm-up stays within 10 % of
-               the first one (a leak raises that floor; large photos analysed at once make
-               transient peaks that come back down); bounded: peak VmRSS <= 500 MiB. RULE
-               printed with the result
+  memory       resting: once a minute (--rest-every 60) the clients pause; when nothing is in
+               flight the server rests --rest-seconds (10), then its RSS is read: the resting
+               RSS of that minute. Each resting RSS from minute 2 on stays within 10 % of
+               minute 2's (a leak or creep raises it; the working memory of the photos in
+               flight does not count, since none are). Bounded: peak VmRSS <= 500 MiB. The
+               lowest VmRSS of each minute under load ("floors") is reported for information:
+               it moves with what happens to be in flight at the quietest sample. RULE printed
+               with the result
   healthz      /healthz answers 200 {"status":"ok"} at the end (and /readyz 200)
   shutdown     SIGTERM at the end: the server exits with status 0 within 30 s
 
@@ -459,6 +463,39 @@ def client(host, port, mix, stats, stop, seed, opts):
                   category="client thread crashed")
 
 
+class Pause:
+    """The clients' pause for the rest windows: `go` is set while they may send; `inflight`
+    counts the requests sent and not yet answered; `generation` counts the rests, so that a
+    client opens a new connection after one (the server closes a connection idle for longer
+    than its header timeout, 10 s, and a rest is that long: reusing it would race that close,
+    which a client pool avoids by not reusing connections idle that long)."""
+
+    def __init__(self):
+        self.go = threading.Event()
+        self.go.set()
+        self.lock = threading.Lock()
+        self.inflight = 0
+        self.generation = 0
+
+    def enter(self, stop):
+        while True:
+            if self.go.wait(0.5):
+                with self.lock:  # `go` is cleared under this lock: no request slips into a rest
+                    if self.go.is_set():
+                        self.inflight += 1
+                        return True
+            if stop.is_set():
+                return False
+
+    def hold(self):
+        with self.lock:
+            self.go.clear()
+
+    def leave(self):
+        with self.lock:
+            self.inflight -= 1
+
+
 def client_loop(host, port, mix, stats, stop, seed, opts):
     """Requests back to back. Keep-alive (the default, as real clients do): one connection
     reused while the server keeps it open; http.client reconnects after an answer that says
@@ -467,70 +504,88 @@ def client_loop(host, port, mix, stats, stop, seed, opts):
     conn = None
     uses = 0  # requests answered on this connection so far
     last_code = None  # code of the previous answer on this connection
+    pause = opts.pause
+    generation = pause.generation
     while not stop.is_set():
-        kind, (method, path, body, ctype) = mix.pick(rng)
-        fresh = opts.connections == "fresh" or kind in ("oversized_body", "malformed_multipart")
-        if conn is None or fresh or conn.sock is None:
+        if not pause.enter(stop):
+            break
+        if pause.generation != generation:
+            generation = pause.generation
             if conn is not None:
                 conn.close()
-            conn = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
-            uses, last_code = 0, None
-        t0 = time.monotonic()
-        status, data, err = None, None, None
+                conn = None
         try:
-            conn.request(method, path, body=body, headers={"Content-Type": ctype})
-            resp = conn.getresponse()
-            data = resp.read()
-            status = resp.status
-            conn_close = (resp.getheader("connection") or "").lower() == "close"
-        except (BrokenPipeError, ConnectionResetError) as e:
-            # A server may answer a body over its limit before reading all of it: read the
-            # answer that came before the reset, if any.
-            err = e
-            try:
-                resp = conn.getresponse()
-                data = resp.read()
-                status = resp.status
-                conn_close = True
-            except (OSError, http.client.HTTPException):
-                pass
-        except (OSError, http.client.HTTPException) as e:
-            err = e
-        dt = time.monotonic() - t0
-        if status is None:
-            if uses == 0:
-                cat = "new connection: no answer"
-            elif last_code == BUSY:
-                cat = "reused connection, previous answer busy: no answer"
-            else:
-                cat = f"reused connection, previous answer {last_code}: no answer"
-            stats.add(kind, None, None, dt, err=f"{type(err).__name__}: {err}", category=cat)
-            conn.close()
-            conn = None
-            continue
-        uses += 1
-        try:
-            env = check_envelope(data)
-        except ValueError as e:
-            stats.add(kind, status, None, dt, env_err=str(e))
-            conn.close()
-            conn = None
-            continue
-        code = env["error_code"]
-        last_code = code
-        if code == BUSY:
-            stats.note_busy(conn_close)
-        if fresh or conn_close:
-            conn.close()
-            conn = None
-        if code == 0 and kind != "valid_token":
-            for f in env["result"]["face_list"]:
-                mix.add_token(f["token_id"])
-        stats.add(kind, status, code, dt)
-        if code == BUSY and opts.busy_backoff > 0:
+            conn, uses, last_code, busy = one_request(host, port, mix, stats, rng, conn, opts,
+                                                      uses, last_code)
+        finally:
+            pause.leave()
+        if busy and opts.busy_backoff > 0:
             time.sleep(opts.busy_backoff * rng.uniform(0.5, 1.5))
     if conn is not None:
         conn.close()
+
+
+def one_request(host, port, mix, stats, rng, conn, opts, uses, last_code):
+    """One request of the mix on `conn` (or a new connection). Returns (the connection to
+    reuse or None, uses, last code, whether the answer was busy)."""
+    kind, (method, path, body, ctype) = mix.pick(rng)
+    fresh = opts.connections == "fresh" or kind in ("oversized_body", "malformed_multipart")
+    if conn is None or fresh or conn.sock is None:
+        if conn is not None:
+            conn.close()
+        conn = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
+        uses, last_code = 0, None
+    t0 = time.monotonic()
+    status, data, err = None, None, None
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": ctype})
+        resp = conn.getresponse()
+        data = resp.read()
+        status = resp.status
+        conn_close = (resp.getheader("connection") or "").lower() == "close"
+    except (BrokenPipeError, ConnectionResetError) as e:
+        # A server may answer a body over its limit before reading all of it: read the
+        # answer that came before the reset, if any.
+        err = e
+        try:
+            resp = conn.getresponse()
+            data = resp.read()
+            status = resp.status
+            conn_close = True
+        except (OSError, http.client.HTTPException):
+            pass
+    except (OSError, http.client.HTTPException) as e:
+        err = e
+    dt = time.monotonic() - t0
+    if status is None:
+        if uses == 0:
+            cat = "new connection: no answer"
+        elif last_code == BUSY:
+            cat = "reused connection, previous answer busy: no answer"
+        else:
+            cat = f"reused connection, previous answer {last_code}: no answer"
+        stats.add(kind, None, None, dt, err=f"{type(err).__name__}: {err}", category=cat)
+        conn.close()
+        return None, uses, last_code, False
+    uses += 1
+    try:
+        env = check_envelope(data)
+    except ValueError as e:
+        stats.add(kind, status, None, dt, env_err=str(e))
+        conn.close()
+        return None, uses, last_code, False
+    code = env["error_code"]
+    last_code = code
+    if code == BUSY:
+        stats.note_busy(conn_close)
+    if fresh or conn_close:
+        conn.close()
+        conn = None
+    if code == 0 and kind != "valid_token":
+        for f in env["result"]["face_list"]:
+            mix.add_token(f["token_id"])
+    stats.add(kind, status, code, dt)
+    return conn, uses, last_code, code == BUSY
 
 
 def percentile(xs, p):
@@ -572,6 +627,37 @@ def usage_by_code(binary, data_dir, env, key_id):
 def key_total_used(binary, data_dir, env, key_id):
     out = run_cli(binary, ["keys", "--data-dir", data_dir, "--json", "show", str(key_id)], env)
     return json.loads(out)["total_used"]
+
+
+def read_resting(server, n=5, gap=0.2):
+    """The resting RSS (KiB): the median of n reads `gap` s apart, or None."""
+    reads = []
+    for i in range(n):
+        r = server.rss_kib()
+        if r is not None:
+            reads.append(r)
+        if i + 1 < n:
+            time.sleep(gap)
+    return statistics.median(reads) if reads else None
+
+
+def resting_rule(rests, tol, first_minute, peak_kib, peak_limit_mib=500.0):
+    """rests: [{"minute", "rss_kib", ...}]. Pass if every resting RSS from `first_minute` on is
+    within tol of the one at `first_minute`, and the peak VmRSS of the run <= peak_limit_mib."""
+    rule = (f"resting RSS R(m): at the end of minute m the clients pause, and once nothing is in "
+            f"flight the server rests, then VmRSS is read; pass if every R(m) for m >= "
+            f"{first_minute} is within {tol:.0%} of R({first_minute}), and the peak VmRSS of "
+            f"the run <= {peak_limit_mib:.0f} MiB")
+    use = [r for r in rests if r["minute"] >= first_minute - 0.05 and r["rss_kib"] is not None]
+    if len(use) < 3:
+        return None, rule, {"note": f"fewer than 3 rests from minute {first_minute} on"}
+    ref = use[0]["rss_kib"]
+    worst = max(abs(r["rss_kib"] / ref - 1) for r in use)
+    spread = max(r["rss_kib"] for r in use) / min(r["rss_kib"] for r in use) - 1
+    ok = worst <= tol and peak_kib / 1024 <= peak_limit_mib
+    return ok, rule, {"resting_mib": {str(r["minute"]): round(r["rss_kib"] / 1024, 1) for r in use},
+                      "resting_max_deviation": worst, "resting_spread": spread,
+                      "peak_mib": peak_kib / 1024, "peak_limit_mib": peak_limit_mib}
 
 
 def memory_rule(samples, duration, warm_frac, warm_min, window, tol, peak_limit_mib=500.0):
@@ -649,6 +735,14 @@ def main():
     ap.add_argument("--warmup-min", type=float, default=60.0)
     ap.add_argument("--baseline-window", type=float, default=60.0)
     ap.add_argument("--rss-tolerance", type=float, default=0.10)
+    ap.add_argument("--rest-every", type=float, default=60.0,
+                    help="seconds between rest windows (default 60; 0 = none, and the memory "
+                         "check falls back to the floors under load)")
+    ap.add_argument("--rest-seconds", type=float, default=10.0,
+                    help="how long the server rests, idle, before its resting RSS is read "
+                         "(default 10: jemalloc's decay returns freed pages within about that)")
+    ap.add_argument("--rest-from-minute", type=int, default=2,
+                    help="the first minute whose resting RSS counts (default 2)")
     ap.add_argument("--crops", type=int, default=400, help="UTKFace crops in the image pool")
     ap.add_argument("--photos", type=int, default=60, help="WIDER FACE photos in the image pool")
     ap.add_argument("--seed", type=int, default=20240601)
@@ -695,9 +789,40 @@ def main():
     mix = Mix(images, {"main": main_key, "zero": zero_key}, max_body, a.seed)
     stats = Stats(mix)
     stop = threading.Event()
+    a.pause = Pause()
     samples = []  # (t, rss KiB)
     procs = []  # (t, fds, threads)
+    rests = []  # {"minute", "t", "rss_kib", "drain_s", "window": [t0, t1]}
+    load_s_box = [None]  # the load's length, once it has ended
     t_start = time.monotonic()
+
+    def rest():
+        """Pause the clients, wait until nothing is in flight, let the server rest, read its
+        RSS, resume. The rest is labelled with the minute (of load) at which it began."""
+        t0 = time.monotonic() - t_start
+        minute = round(min(t0, load_s_box[0] or t0) / 60, 1)
+        a.pause.hold()
+        give_up = time.monotonic() + REQUEST_TIMEOUT + 30
+        while a.pause.inflight > 0 and time.monotonic() < give_up:
+            time.sleep(0.05)
+        idle = a.pause.inflight == 0
+        t_idle = time.monotonic() - t_start
+        time.sleep(a.rest_seconds)
+        r = read_resting(server) if idle else None
+        t1 = time.monotonic() - t_start
+        a.pause.generation += 1
+        a.pause.go.set()
+        rests.append({"minute": minute, "t": round(t1, 1), "rss_kib": r,
+                      "drain_s": round(t_idle - t0, 2), "window": [t0, t1]})
+
+    def rester():
+        k = 1
+        while a.rest_every > 0:
+            due = t_start + k * a.rest_every
+            if due >= t_start + a.duration or stop.wait(max(0.0, due - time.monotonic())):
+                return
+            rest()
+            k += 1
 
     def sampler():
         while not stop.wait(0):
@@ -715,6 +840,8 @@ def main():
                for i in range(a.threads)]
     st = threading.Thread(target=sampler, daemon=True)
     st.start()
+    rt = threading.Thread(target=rester, daemon=True)
+    rt.start()
     for t in threads:
         t.start()
     last = 0
@@ -731,9 +858,14 @@ def main():
                 f"RSS {rss:7.1f} MiB  unanswered {stats.n_errors}")
     stop.set()
     load_s = time.monotonic() - t_start
+    load_s_box[0] = load_s
     for t in threads:
         t.join(REQUEST_TIMEOUT + 5)
     stuck = sum(t.is_alive() for t in threads)
+    rt.join(REQUEST_TIMEOUT + a.rest_seconds + 40)
+    if a.rest_every > 0 and not stuck:
+        # The last minute's rest: the clients have stopped.
+        rest()
     elapsed = time.monotonic() - t_start
     st.join(10)
 
@@ -817,9 +949,28 @@ def main():
                             "store": {k: ({str(c): n for c, n in v.items()} if isinstance(v, dict)
                                           else v) for k, v in usage.items()}}
 
-    ok_mem, rule, mem = memory_rule(samples, load_s, a.warmup_frac, a.warmup_min,
+    # Floors under load: the samples outside the rest windows.
+    in_rest = lambda t: any(w0 <= t <= w1 for w0, w1 in (r["window"] for r in rests))
+    loaded = [(t, r) for t, r in samples if not in_rest(t)]
+    ok_mem, rule, mem = memory_rule(loaded, load_s, a.warmup_frac, a.warmup_min,
                                     a.baseline_window, a.rss_tolerance)
-    if ok_mem is None:
+    peak_kib = max((r for _, r in samples), default=0)
+    ok_rest, rest_rule, rest_nums = resting_rule(rests, a.rss_tolerance, a.rest_from_minute,
+                                                 peak_kib)
+    mem["resting"] = {"rule": rest_rule, "rests": [{k: v for k, v in r.items() if k != "window"}
+                                                   for r in rests], **rest_nums}
+    if a.rest_every > 0:
+        if ok_rest is None:
+            check("memory", None, f"{rest_nums.get('note')} (RULE: {rest_rule})")
+        else:
+            check("memory", ok_rest,
+                  f"resting RSS by minute {rest_nums['resting_mib']} MiB: largest deviation "
+                  f"{rest_nums['resting_max_deviation']:.1%} from minute {a.rest_from_minute}'s "
+                  f"(limit {a.rss_tolerance:.0%}), spread {rest_nums['resting_spread']:.1%}; peak "
+                  f"{rest_nums['peak_mib']:.1f} MiB (limit {rest_nums['peak_limit_mib']:.0f}); "
+                  f"information: floors under load {mem.get('floors_mib')} MiB (largest "
+                  f"deviation {mem.get('floor_max_deviation', 0):.1%}). RULE: {rest_rule}")
+    elif ok_mem is None:
         check("memory", None, f"{mem.get('note')} (RULE: {rule})")
     else:
         check("memory", ok_mem,
@@ -850,11 +1001,16 @@ def main():
         for c, n in codes.items():
             codes_total[c] = codes_total.get(c, 0) + n
     rss_all = [r for _, r in samples]
+    # Throughput counts the time the clients could send (the rest windows inside the run out).
+    rest_s = sum(min(r["window"][1], load_s) - r["window"][0] for r in rests
+                 if r["window"][0] < load_s)
+    sending_s = load_s - rest_s
     results.update({
         "load_seconds": round(load_s, 1),
+        "rest_seconds": round(rest_s, 1),
         "requests": stats.n,
-        "throughput_rps": round(stats.n / load_s, 2) if load_s else 0,
-        "successes_per_s": round(codes_total.get(0, 0) / load_s, 2) if load_s else 0,
+        "throughput_rps": round(stats.n / sending_s, 2) if sending_s > 0 else 0,
+        "successes_per_s": round(codes_total.get(0, 0) / sending_s, 2) if sending_s > 0 else 0,
         "answers_by_code": {str(c): n for c, n in sorted(codes_total.items(), key=lambda x: str(x[0]))},
         "answers_by_kind": {k: {str(c): n for c, n in v.items()} for k, v in sorted(stats.by_kind.items())},
         "http_statuses": {str(k): v for k, v in stats.statuses.items()},
@@ -876,7 +1032,7 @@ def main():
         "passed": all(c["result"] != "FAIL" for c in checks),
     })
 
-    print(f"\nFacelens soak: {load_s:.0f} s, {a.threads} threads ({a.connections} connections, "
+    print(f"\nFacelens soak: {load_s:.0f} s ({rest_s:.0f} s of it in rest windows), {a.threads} threads ({a.connections} connections, "
           f"busy back-off {a.busy_backoff} s), server: {server.workers} workers, queue "
           f"{server.queue}, backend {server.backend}; {os.cpu_count()} CPUs; binary {results['binary']}")
     print(f"requests {stats.n}  throughput {results['throughput_rps']}/s  "
