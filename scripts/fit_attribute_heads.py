@@ -25,6 +25,8 @@ Heads:
               an L1 (least absolute deviation) linear regression on the random UTKFace sample.
   gender.json P(male) from the dlib and face-api gender logits, a logistic regression on the
               random UTKFace sample (other combinations, with GEAR and age interactions, printed).
+              Since 2026-12-07 the served gender.json is written by training/race_gender.py
+              (UTKFace and the SCUT-FBP5500 portraits); --write=gender here puts back this one.
   race.json   (not shipped, --write=race: it did not beat the fixed mapping) the contract's [yellow, white, black, arabs] from GEAR's 5 log-probabilities.
               Trained on the random UTKFace sample (asian->yellow, indian/others->arabs).
 The feature names here must be ones crates/facelens-vision/src/attributes/features.rs computes

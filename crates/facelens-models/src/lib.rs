@@ -127,7 +127,7 @@ mod tests {
         ids.sort_unstable();
         assert_eq!(
             ids,
-            ["beauty_trained", "face_shape_trained", "race_trained"]
+            ["beauty_trained", "face_shape_trained", "gender", "race_trained"]
         );
     }
 }
