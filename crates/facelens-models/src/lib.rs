@@ -127,7 +127,12 @@ mod tests {
         ids.sort_unstable();
         assert_eq!(
             ids,
-            ["beauty_trained", "face_shape_trained", "gender", "race_trained"]
+            [
+                "beauty_trained",
+                "face_shape_trained",
+                "gender",
+                "race_trained"
+            ]
         );
     }
 }
