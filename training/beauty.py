@@ -147,20 +147,12 @@ def main(argv=None):
                     "output": "rating: SCUT-FBP5500 mean rating, 1-5; contract beauty = clamp(25 * (rating - 1), 0, 100)",
                     "training_data": "SCUT-FBP5500 v2 (dev split, 3,286 portraits): non-commercial research use only",
                     "cv_pearson": f"{results[seeds[0]]['pearson']:.4f}"}
-            dims = {n: load_features(crops, [n]).shape[1] for n in names}
-            onx = m.onnx(names, dims, meta)
-            rows = idx[found][:64]
-            common.check_head(onx, common.head_inputs(crops, names, rows),
-                              m.predict(x[found][:64]).reshape(-1, 1), 1e-3)
-            OUT.write_bytes(onx.SerializeToString())
-            print(f"wrote {OUT.relative_to(common.REPO)} ({OUT.stat().st_size} bytes), alpha {m.alpha:.1f}")
+            onx = m.onnx(names, common.feature_dims(crops, names), meta)
+            common.export_head(OUT, onx, crops, names, idx[found][:64],
+                               m.predict(x[found][:64]).reshape(-1, 1), 1e-3, f", alpha {m.alpha:.1f}")
         base = to_contract(m.predict(x))
         for folder in a.stability:
-            other = Crops.open(folder)
-            files = {r["file"]: r for r in other.index}
-            xo = load_features(other, names).astype(np.float64)
-            pairs = [(j, files[r["file"]]["i"]) for j, r in enumerate(crops.index[i] for i in idx)
-                     if r["file"] in files and files[r["file"]]["found"] and found[j]]
+            pairs, xo = common.stability_pairs(crops, idx, found, folder, names)
             d = np.abs(to_contract(m.predict(xo[[p[1] for p in pairs]])) - base[[p[0] for p in pairs]])
             s = {"n": len(pairs), "median_abs_change": float(np.median(d)),
                  "p90_abs_change": float(np.percentile(d, 90)), "share_within_3": float((d <= 3).mean())}

@@ -495,3 +495,34 @@ def check_head(model, feeds: dict[str, np.ndarray], expected: np.ndarray, tol: f
     print(f"ONNX check: max |onnxruntime - framework| = {diff:.3g} on {len(expected)} rows (tolerance {tol})")
     assert diff <= tol, f"exported ONNX differs from the framework by {diff} > {tol}"
     return diff
+
+
+# ---------------------------------------------------------------------------------------------
+# What every trained head's command does after its fit: export, check, write; stability pairs.
+
+
+def feature_dims(crops: Crops, names: list[str]) -> dict[str, int]:
+    """Each named feature's width (the exported head's per-input dimension)."""
+    return {n: load_features(crops, [n]).shape[1] for n in names}
+
+
+def export_head(out: Path, model, crops: Crops, names: list[str], rows, expected: np.ndarray,
+                tol: float, note: str = "") -> None:
+    """Check an exported head against the training framework's `expected` output on `rows` of
+    `crops` (inputs computed afresh, as `head_inputs` does) and write it to `out`."""
+    check_head(model, head_inputs(crops, names, rows), expected, tol)
+    out.write_bytes(model.SerializeToString())
+    print(f"wrote {out.relative_to(REPO)} ({out.stat().st_size} bytes){note}")
+
+
+def stability_pairs(crops: Crops, idx: np.ndarray, found: np.ndarray, folder: str,
+                    names: list[str]) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """The crops of a transformed copy of the photos (`facelens eval crops --mirror` or
+    `--scale` into `folder`) matched to the rows `idx` of `crops` by file: (pairs of (position
+    in idx, row in the other folder), both with a face; the other folder's features)."""
+    other = Crops.open(folder)
+    files = {r["file"]: r for r in other.index}
+    xo = load_features(other, names).astype(np.float64)
+    pairs = [(j, files[r["file"]]["i"]) for j, r in enumerate(crops.index[i] for i in idx)
+             if r["file"] in files and files[r["file"]]["found"] and found[j]]
+    return pairs, xo
