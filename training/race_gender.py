@@ -26,6 +26,9 @@ import numpy as np
 from . import common
 from .common import Crops, SEED, kfold_indices, load_features
 
+sys.path.insert(0, str(common.REPO / "scripts"))
+from heads import head  # noqa: E402  (the head-file writer every fitting script uses)
+
 RACES = ["yellow", "white", "black", "arabs"]
 GENDERS = ["female", "male"]
 UTK_RACE = {"asian": "yellow", "white": "white", "black": "black", "indian": "arabs", "others": "arabs"}
@@ -186,29 +189,32 @@ def write_gender_json(model, names, share, C, xs):
     m, mu, sd = model
     assert list(m.classes_) == GENDERS, m.classes_
     c, b0 = m.coef_[0], float(m.intercept_[0])
-    head = {
-        "kind": "softmax",
-        "about": "gender head (logistic regression over the dlib and face-api gender logits), "
-                 "FITTED ON THE DEV DATA: UTKFace dev sample + SCUT-FBP5500 dev portraits "
-                 f"(portraits' share of the fit {share}, C {C}); training/race_gender.py; "
-                 "repeated 5-fold CV in docs/accuracy.md and docs/model-cards/race_gender.md",
-        "labels": GENDERS,
-        "features": names,
-        "mean": [round(float(v), 6) for v in mu],
-        "std": [round(float(v), 6) for v in sd],
-        "weights": [[round(float(-v / 2), 6) for v in c], [round(float(v / 2), 6) for v in c]],
-        "bias": [round(-b0 / 2, 6), round(b0 / 2, 6)],
-    }
-    z = (xs - np.array(head["mean"])) / np.array(head["std"])
-    logits = z @ np.array(head["weights"]).T + np.array(head["bias"])
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    diff = float(np.abs(p - predict(model, xs, GENDERS)).max())
+    # scripts/heads.py checks the schema the service loads before anything is written.
+    h = head(
+        "softmax",
+        "gender head (logistic regression over the dlib and face-api gender logits), "
+        "FITTED ON THE DEV DATA: UTKFace dev sample + SCUT-FBP5500 dev portraits "
+        f"(portraits' share of the fit {share}, C {C}); training/race_gender.py; "
+        "repeated 5-fold CV in docs/accuracy.md and docs/model-cards/race_gender.md",
+        labels=GENDERS, features=names,
+        mean=[round(float(v), 6) for v in mu], std=[round(float(v), 6) for v in sd],
+        weights=[[round(float(-v / 2), 6) for v in c], [round(float(v / 2), 6) for v in c]],
+        bias=[round(-b0 / 2, 6), round(b0 / 2, 6)])
+    diff = float(np.abs(softmax_head_proba(h, xs) - predict(model, xs, GENDERS)).max())
     print(f"gender.json check: max |json head - scikit-learn| = {diff:.3g} (rounded to 6 digits)")
     assert diff < 1e-4, diff
     path = common.MODELS / "heads" / "gender.json"
-    path.write_text(json.dumps(head, indent=1) + "\n")
+    path.write_text(json.dumps(h, indent=1) + "\n")
     print(f"wrote {path.relative_to(common.REPO)}")
+
+
+def softmax_head_proba(h: dict, x: np.ndarray) -> np.ndarray:
+    """Probabilities of a `softmax` head file (models/heads/*.json) on rows `x`, as the service
+    computes them: softmax(W (x − mean) / std + b)."""
+    z = (x - np.array(h["mean"])) / np.array(h["std"])
+    logits = z @ np.array(h["weights"]).T + np.array(h["bias"])
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def main(argv=None):
@@ -240,11 +246,9 @@ def main(argv=None):
     served_race[~found] = "(missing)"
     out["served_race"] = figures(served_race, race, gender, src, "race")
     show("served race (GEAR mapped, no fit)", out["served_race"])
-    head = json.loads((common.MODELS / "heads" / "gender.json").read_text())
-    xg0, *_ = dataset(train, utk, head["features"])
-    z = (xg0 - np.array(head["mean"])) / np.array(head["std"])
-    logits = z @ np.array(head["weights"]).T + np.array(head["bias"])
-    served_gender = np.array(head["labels"])[logits.argmax(axis=1)].astype(object)
+    served = json.loads((common.MODELS / "heads" / "gender.json").read_text())
+    xg0, *_ = dataset(train, utk, served["features"])
+    served_gender = np.array(served["labels"])[softmax_head_proba(served, xg0).argmax(axis=1)].astype(object)
     served_gender[~found] = "(missing)"
     out["served_gender"] = figures(served_gender, race, gender, src, "gender")
     show("served gender (models/heads/gender.json)", out["served_gender"])
