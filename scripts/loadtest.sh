@@ -62,13 +62,10 @@ if [[ "$backend" != "rten" ]]; then
   fi
 fi
 target="${CARGO_TARGET_DIR:-target}/release"
-if [[ -n "${FACELENS_BIN:-}" ]]; then
-  cargo build --release -q -p facelens "${features[@]}" --example loadgen
-  server_bin="$FACELENS_BIN"
-else
-  cargo build --release -q -p facelens "${features[@]}" --bin facelens --example loadgen
-  server_bin="$target/facelens"
-fi
+build=(--example loadgen)
+if [[ -z "${FACELENS_BIN:-}" ]]; then build+=(--bin facelens); fi
+cargo build --release -q -p facelens "${features[@]}" "${build[@]}"
+server_bin="${FACELENS_BIN:-$target/facelens}"
 
 dir=$(mktemp -d)
 log="$dir/serve.log"

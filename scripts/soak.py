@@ -793,14 +793,13 @@ def main():
     samples = []  # (t, rss KiB)
     procs = []  # (t, fds, threads)
     rests = []  # {"minute", "t", "rss_kib", "drain_s", "window": [t0, t1]}
-    load_s_box = [None]  # the load's length, once it has ended
     t_start = time.monotonic()
 
-    def rest():
+    def rest(at):
         """Pause the clients, wait until nothing is in flight, let the server rest, read its
-        RSS, resume. The rest is labelled with the minute (of load) at which it began."""
+        RSS, resume. The rest is labelled with the minute of load `at` seconds stands for."""
         t0 = time.monotonic() - t_start
-        minute = round(min(t0, load_s_box[0] or t0) / 60, 1)
+        minute = round(at / 60, 1)
         a.pause.hold()
         give_up = time.monotonic() + REQUEST_TIMEOUT + 30
         while a.pause.inflight > 0 and time.monotonic() < give_up:
@@ -821,7 +820,7 @@ def main():
             due = t_start + k * a.rest_every
             if due >= t_start + a.duration or stop.wait(max(0.0, due - time.monotonic())):
                 return
-            rest()
+            rest(k * a.rest_every)
             k += 1
 
     def sampler():
@@ -858,14 +857,13 @@ def main():
                 f"RSS {rss:7.1f} MiB  unanswered {stats.n_errors}")
     stop.set()
     load_s = time.monotonic() - t_start
-    load_s_box[0] = load_s
     for t in threads:
         t.join(REQUEST_TIMEOUT + 5)
     stuck = sum(t.is_alive() for t in threads)
     rt.join(REQUEST_TIMEOUT + a.rest_seconds + 40)
     if a.rest_every > 0 and not stuck:
         # The last minute's rest: the clients have stopped.
-        rest()
+        rest(load_s)
     elapsed = time.monotonic() - t_start
     st.join(10)
 
