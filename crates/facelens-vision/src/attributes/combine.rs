@@ -420,12 +420,19 @@ mod tests {
         assert!((30.0..40.0).contains(&v), "{v}");
 
         let gender = gender_head().expect("gender head loads");
-        // Models that agree on a clear man (woman) give the head's male (female) answer.
-        for (p, male) in [(0.95, true), (0.05, false)] {
+        // Models that agree on a clear man (woman) give the head's male (female) answer, for
+        // an adult and for a child.
+        for (p, male, age) in [
+            (0.95, true, 35.0),
+            (0.05, false, 35.0),
+            (0.95, true, 6.0),
+            (0.05, false, 6.0),
+        ] {
             let f = AttributeFeatures {
                 dlib_male: Some(p),
                 faceapi_male: Some(p),
                 gear_male: Some(p),
+                faceapi_age: Some(age),
                 ..AttributeFeatures::default()
             };
             let q = gender

@@ -59,7 +59,10 @@ impl AttributeFeatures {
     /// A raw output by the name the heads' JSON gives it; `None` when its model did not run.
     /// Names: `dlib_age`, `faceapi_age`, `gear_age_<bin>` (`lt20`, `21_25`, `26_30`, `31_40`,
     /// `41_50`, `51_60`, `gt60`), and `logit_dlib_male` / `logit_faceapi_male` /
-    /// `logit_gear_male` (`ln(p / (1 − p))`, p clamped to [1e-6, 1 − 1e-6]).
+    /// `logit_gear_male` (`ln(p / (1 − p))`, p clamped to [1e-6, 1 − 1e-6]), `child` (a soft
+    /// "under about 15" from face-api's age, [`child`]), and the product of two names, `a*b`
+    /// (so a head can weigh a model differently for children: the portraits the gender head is
+    /// also fitted on hold no children, so a `child*…` term is fitted by UTKFace alone).
     pub fn named(&self, name: &str) -> Option<f32> {
         let logit = |p: Option<f32>| {
             p.map(|p| {
@@ -67,7 +70,11 @@ impl AttributeFeatures {
                 (p / (1.0 - p)).ln()
             })
         };
+        if let Some((a, b)) = name.split_once('*') {
+            return Some(self.named(a)? * self.named(b)?);
+        }
         match name {
+            "child" => self.faceapi_age.map(child),
             "dlib_age" => self.dlib_age,
             "faceapi_age" => self.faceapi_age,
             "logit_dlib_male" => logit(self.dlib_male),
@@ -99,6 +106,12 @@ impl AttributeFeatures {
     pub fn vector(&self, names: &[String]) -> Option<Vec<f32>> {
         names.iter().map(|n| self.named(n)).collect()
     }
+}
+
+/// A soft "under about 15": `1 / (1 + exp((age − 15) / 3))`, 1 for small children, 0 for
+/// adults (the same transform as `training/race_gender.py`'s `child`).
+pub fn child(age_years: f32) -> f32 {
+    1.0 / (1.0 + ((age_years - 15.0) / 3.0).exp())
 }
 
 /// Names of the smile head's inputs, in the order of [`smile_features`].
@@ -191,12 +204,32 @@ mod tests {
         assert_eq!(f.named("faceapi_age"), None);
         assert_eq!(f.named("gear_age_99"), None);
         assert_eq!(f.named("unknown"), None);
+        // `child` needs face-api's age; products need both factors.
+        assert_eq!(f.named("child"), None);
+        assert_eq!(f.named("child*logit_dlib_male"), None);
+        assert!(
+            f.named("dlib_age*gear_age_gt60")
+                .is_some_and(|v| (v - 12.0).abs() < 1e-5)
+        );
+        assert_eq!(f.named("dlib_age*unknown"), None);
+        let kid = AttributeFeatures {
+            faceapi_age: Some(4.0),
+            dlib_male: Some(0.9),
+            ..AttributeFeatures::default()
+        };
+        let c = kid.named("child").expect("child");
+        assert!(c > 0.95 && c < 1.0, "{c}");
+        let lm = kid.named("logit_dlib_male").expect("logit");
+        assert_eq!(kid.named("child*logit_dlib_male"), Some(c * lm));
+        assert!(child(40.0) < 1e-3 && (child(15.0) - 0.5).abs() < 1e-6);
         assert_eq!(f.vector(&["dlib_age".into(), "faceapi_age".into()]), None);
         assert!(AttributeFeatures::is_named("faceapi_age"));
         assert!(AttributeFeatures::is_named("logit_gear_male"));
         assert!(AttributeFeatures::is_named("gear_age_31_40"));
         assert!(!AttributeFeatures::is_named("gear_age_99"));
         assert!(!AttributeFeatures::is_named("unknown"));
+        assert!(AttributeFeatures::is_named("child*logit_dlib_male"));
+        assert!(!AttributeFeatures::is_named("child*unknown"));
     }
 
     #[test]
