@@ -107,8 +107,9 @@ pub fn age_head() -> Result<&'static LinearRegressionHead, &'static HeadError> {
 }
 
 /// The gender head (`models/heads/gender.json`, fitted on dev data): a logistic regression over
-/// the gender models' logits (named in its `features`). When a model it reads did not run, the
-/// gender is dlib's (or face-api's without dlib).
+/// the gender models' logits and dlib's logit times a child weight from face-api's age (named in
+/// its `features`; docs/model-cards/race_gender.md says why). When a model it reads did not
+/// run, the gender is dlib's (or face-api's without dlib).
 pub fn gender_head() -> Result<&'static SoftmaxHead, &'static HeadError> {
     GENDER.as_ref()
 }
