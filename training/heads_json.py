@@ -17,6 +17,9 @@ training/expose_outputs.py exposes (crates/facelens-vision/src/attributes/traine
 It also writes crates/facelens-vision/tests/data/trained_heads.expected.json: each head's ONNX
 output (onnxruntime) on synthetic inputs that the Rust test regenerates with the same formula,
 so the test proves that the Rust pooling, block order and head arithmetic equal the ONNX graph.
+For the gender head (served from models/heads/gender.json, which race_gender writes) the fixture
+holds raw model outputs and the ONNX output on the features derived from them, so the test also
+covers the service's feature derivation (logits, the child term, products).
 """
 
 from __future__ import annotations
@@ -108,6 +111,21 @@ def onnx_outputs(model, blocks: list[str], rows: int) -> list[list[float]]:
     return [[float(v) for v in r] for r in np.asarray(out, np.float64)]
 
 
+def gender_features(names: list[str], dlib_male: float, faceapi_male: float, faceapi_age: float) -> list[float]:
+    """The gender head's inputs from raw model outputs, with training/race_gender.py's transforms
+    (logit of p clamped to [1e-6, 1 - 1e-6]; child = 1 / (1 + exp((age - 15) / 3)))."""
+    def one(n: str) -> float:
+        if "*" in n:
+            a, b = n.split("*", 1)
+            return one(a) * one(b)
+        if n == "child":
+            return 1.0 / (1.0 + np.exp((faceapi_age - 15.0) / 3.0))
+        p = {"logit_dlib_male": dlib_male, "logit_faceapi_male": faceapi_male}[n]
+        p = min(max(p, 1e-6), 1 - 1e-6)
+        return float(np.log(p / (1 - p)))
+    return [one(n) for n in names]
+
+
 def main() -> int:
     fixture = {"about": "ONNX outputs of models/*_head.onnx on training/heads_json.py's synthetic "
                         "inputs (onnxruntime); read by crates/facelens-vision/tests/trained_heads.rs",
@@ -151,6 +169,20 @@ def main() -> int:
     out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     fixture["heads"]["race_trained"] = {"blocks": blocks, "output": "probabilities " + meta["classes"],
                                         "expected": [[float(v) for v in r] for r in out]}
+
+    # The gender head is served from models/heads/gender.json (written by race_gender beside
+    # the ONNX file); the fixture checks that head, fed by AttributeFeatures::named, against the
+    # ONNX export on raw model outputs: P(male) of dlib and face-api, face-api's age in years.
+    m = __import__("onnx").load(str(MODELS / "gender_head.onnx"))
+    meta = {p.key: p.value for p in m.metadata_props}
+    raw = [[0.9, 0.8, 30.0], [0.2, 0.6, 5.0], [0.55, 0.3, 14.0], [0.999, 0.01, 70.0], [0.7, 0.4, 9.0]]
+    sess = session(m.SerializeToString())
+    x = np.array([gender_features(meta["features"].split(","), *r) for r in raw], np.float32)
+    out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    fixture["heads"]["gender"] = {
+        "features": meta["features"].split(","), "raw": raw,
+        "raw_fields": ["dlib_male", "faceapi_male", "faceapi_age"],
+        "output": "probabilities " + meta["classes"], "expected": [[float(v) for v in r] for r in out]}
 
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
     FIXTURE.write_text(json.dumps(fixture, indent=1) + "\n")

@@ -1,5 +1,6 @@
-//! The trained heads as the service runs them (head files, blocks rebuilt in Rust, grid pooling)
-//! equal the ONNX graphs the training pipeline exported and checked against scikit-learn.
+//! The trained heads as the service runs them (head files, blocks rebuilt in Rust, grid pooling;
+//! the gender head's derived features) equal the ONNX graphs the training pipeline exported and
+//! checked against scikit-learn.
 //!
 //! `training/heads_json.py` ran each `models/*_head.onnx` with onnxruntime on synthetic inputs
 //! and wrote the outputs to `tests/data/trained_heads.expected.json`; this test regenerates the
@@ -8,9 +9,10 @@
 
 use facelens_vision::attributes::AttributeFeatures;
 use facelens_vision::attributes::combine::{
-    beauty_head, face_shape_head, face_shape_to_contract, race_head,
+    beauty_head, face_shape_head, face_shape_to_contract, gender_head, race_head,
 };
 use facelens_vision::attributes::trained::{INNER_MAPS, INNER_VECTORS};
+use facelens_vision::heads::Kind;
 use serde_json::Value;
 
 /// `sin(0.37 i + 1.3 row + len(name)) · (1 + i mod 5) / 60`, as training/heads_json.py.
@@ -49,9 +51,12 @@ fn expected() -> Value {
 }
 
 fn rows(v: &Value, head: &str) -> Vec<Vec<f32>> {
-    v["heads"][head]["expected"]
-        .as_array()
-        .expect("expected rows")
+    matrix(&v["heads"][head]["expected"])
+}
+
+fn matrix(v: &Value) -> Vec<Vec<f32>> {
+    v.as_array()
+        .expect("rows")
         .iter()
         .map(|r| {
             r.as_array()
@@ -127,5 +132,37 @@ fn race_head_equals_its_onnx_export() {
         let mut partial = f.clone();
         partial.inner.remove("gear_pool");
         assert!(h.input_from(&partial, None).is_none());
+    }
+}
+
+#[test]
+fn gender_head_equals_its_onnx_export() {
+    // models/heads/gender.json fed by AttributeFeatures::named (logits, the child term, the
+    // product) against models/gender_head.onnx on the same raw model outputs.
+    let v = expected();
+    let h = gender_head().expect("gender head loads");
+    let names: Vec<String> = v["heads"]["gender"]["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|n| n.as_str().expect("name").to_string())
+        .collect();
+    assert_eq!(h.features(), names.as_slice());
+    let raw = matrix(&v["heads"]["gender"]["raw"]);
+    let want = rows(&v, "gender");
+    assert_eq!(raw.len(), want.len());
+    assert!(raw.len() >= 3);
+    for (row, (r, want)) in raw.iter().zip(&want).enumerate() {
+        let f = AttributeFeatures {
+            dlib_male: Some(r[0]),
+            faceapi_male: Some(r[1]),
+            faceapi_age: Some(r[2]),
+            ..AttributeFeatures::default()
+        };
+        let x = f.vector(h.features()).expect("every gender feature");
+        let p = h.predict(&x).expect("probabilities");
+        for (a, b) in p.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "row {row}: {p:?} vs ONNX {want:?}");
+        }
     }
 }
