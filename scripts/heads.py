@@ -100,3 +100,58 @@ def write_head(path, kind, about, **fields):
         json.dump(h, f, indent=1)
     print(f"wrote {path}")
     return h
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading heads back (numpy, imported where used): the Python twin of the service's feature
+# names (AttributeFeatures::named in crates/facelens-vision/src/attributes/features.rs) and of
+# the softmax kind, for the scripts that fit or score the heads. Scalars or arrays alike.
+
+
+def logit(p):
+    """ln(p / (1 - p)), p clamped to [1e-6, 1 - 1e-6]."""
+    import numpy as np
+
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def child(age_years):
+    """A soft "under about 15" from face-api's age: 1 / (1 + exp((age - 15) / 3))."""
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp((np.asarray(age_years, np.float64) - 15.0) / 3.0))
+
+
+RAW_OUTPUTS = ("dlib_male", "faceapi_male", "gear_male", "dlib_age", "faceapi_age")
+
+
+def named(raw, name):
+    """The head feature `name` from the raw model outputs `raw` (a mapping with the keys of
+    RAW_OUTPUTS: P(male) of each model, ages in years), as the service computes it:
+    `logit_<output>`, `child`, `dlib_age`, `faceapi_age` and products `a*b`. None when an
+    output it needs is missing; ValueError for a name the service does not know either."""
+    if "*" in name:
+        a, b = name.split("*", 1)
+        x, y = named(raw, a), named(raw, b)
+        return None if x is None or y is None else x * y
+    if name.startswith("logit_") and name[len("logit_"):] in ("dlib_male", "faceapi_male", "gear_male"):
+        p = raw.get(name[len("logit_"):])
+        return None if p is None else logit(p)
+    if name == "child":
+        age = raw.get("faceapi_age")
+        return None if age is None else child(age)
+    if name in ("dlib_age", "faceapi_age"):
+        return raw.get(name)
+    raise ValueError(f"feature {name!r}: not one of the service's named features handled here")
+
+
+def softmax_proba(h, x):
+    """Class probabilities of a `softmax` head `h` (a head dict) on rows `x`, in label order, as
+    the service computes them: softmax(W (x - mean) / std + b)."""
+    import numpy as np
+
+    z = (np.asarray(x, np.float64) - np.array(h["mean"])) / np.array(h["std"])
+    logits = z @ np.array(h["weights"]).T + np.array(h["bias"])
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)

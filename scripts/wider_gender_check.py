@@ -7,10 +7,9 @@
     python3 scripts/wider_gender_check.py /tmp/crowd_features.jsonl models/heads/gender.json \
         [other-gender-head.json ...]
 
-Each head's features are computed from the example's raw model outputs the way
-`AttributeFeatures::named` (crates/facelens-vision/src/attributes/features.rs) computes them:
-`logit_<model>_male`, `child` (from face-api's age), `dlib_age`, `faceapi_age` and products
-`a*b`. Printed per head and for each model alone: accuracy on every face, on faces at least
+Each head's features are computed from the example's raw model outputs by scripts/heads.py's
+`named`, the Python twin of the service's `AttributeFeatures::named`: `logit_<model>_male`,
+`child` (from face-api's age), `dlib_age`, `faceapi_age` and products `a*b`. Printed per head and for each model alone: accuracy on every face, on faces at least
 48 px wide and on smaller ones, with a 95 % interval (Wilson) on the whole. Only numpy.
 """
 import json
@@ -19,33 +18,7 @@ import sys
 
 import numpy as np
 
-
-def named(f: dict, name: str):
-    """One feature of one face (None when its model did not run)."""
-    if "*" in name:
-        a, b = name.split("*", 1)
-        x, y = named(f, a), named(f, b)
-        return None if x is None or y is None else x * y
-    if name.startswith("logit_"):
-        p = f.get(name[len("logit_"):])
-        if p is None:
-            return None
-        p = min(max(p, 1e-6), 1 - 1e-6)
-        return math.log(p / (1 - p))
-    if name == "child":
-        age = f.get("faceapi_age")
-        return None if age is None else 1.0 / (1.0 + math.exp((age - 15.0) / 3.0))
-    if name in ("dlib_age", "faceapi_age"):
-        return f.get(name)
-    raise SystemExit(f"feature {name!r}: not known to this check")
-
-
-def male_prob(h: dict, x: np.ndarray) -> np.ndarray:
-    z = (x - np.array(h["mean"])) / np.array(h["std"])
-    logits = z @ np.array(h["weights"]).T + np.array(h["bias"])
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    return p[:, h["labels"].index("male")]
+from heads import named, softmax_proba
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -93,7 +66,7 @@ def main() -> int:
     first = None
     for path, h in heads:
         x = np.array([[v[n] for n in h["features"]] for v, _, _ in rows])
-        ok = (male_prob(h, x) >= 0.5) == y
+        ok = (softmax_proba(h, x)[:, h["labels"].index("male")] >= 0.5) == y
         report(path, ok, big, y)
         if first is None:
             first = ok

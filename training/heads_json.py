@@ -33,7 +33,7 @@ import numpy as np
 from .common import MODELS, REPO, SPATIAL, session, spatial_name
 
 sys.path.insert(0, str(REPO / "scripts"))
-from heads import head  # noqa: E402
+from heads import head, named  # noqa: E402
 
 HEADS = REPO / "models" / "heads"
 FIXTURE = REPO / "crates" / "facelens-vision" / "tests" / "data" / "trained_heads.expected.json"
@@ -111,21 +111,6 @@ def onnx_outputs(model, blocks: list[str], rows: int) -> list[list[float]]:
     return [[float(v) for v in r] for r in np.asarray(out, np.float64)]
 
 
-def gender_features(names: list[str], dlib_male: float, faceapi_male: float, faceapi_age: float) -> list[float]:
-    """The gender head's inputs from raw model outputs, with training/race_gender.py's transforms
-    (logit of p clamped to [1e-6, 1 - 1e-6]; child = 1 / (1 + exp((age - 15) / 3)))."""
-    def one(n: str) -> float:
-        if "*" in n:
-            a, b = n.split("*", 1)
-            return one(a) * one(b)
-        if n == "child":
-            return 1.0 / (1.0 + np.exp((faceapi_age - 15.0) / 3.0))
-        p = {"logit_dlib_male": dlib_male, "logit_faceapi_male": faceapi_male}[n]
-        p = min(max(p, 1e-6), 1 - 1e-6)
-        return float(np.log(p / (1 - p)))
-    return [one(n) for n in names]
-
-
 def main() -> int:
     fixture = {"about": "ONNX outputs of models/*_head.onnx on training/heads_json.py's synthetic "
                         "inputs (onnxruntime); read by crates/facelens-vision/tests/trained_heads.rs",
@@ -172,16 +157,19 @@ def main() -> int:
 
     # The gender head is served from models/heads/gender.json (written by race_gender beside
     # the ONNX file); the fixture checks that head, fed by AttributeFeatures::named, against the
-    # ONNX export on raw model outputs: P(male) of dlib and face-api, face-api's age in years.
+    # ONNX export on raw model outputs: P(male) of dlib and face-api, face-api's age in years
+    # (features by scripts/heads.py's `named`, the Python twin).
     m = __import__("onnx").load(str(MODELS / "gender_head.onnx"))
     meta = {p.key: p.value for p in m.metadata_props}
     raw = [[0.9, 0.8, 30.0], [0.2, 0.6, 5.0], [0.55, 0.3, 14.0], [0.999, 0.01, 70.0], [0.7, 0.4, 9.0]]
     sess = session(m.SerializeToString())
-    x = np.array([gender_features(meta["features"].split(","), *r) for r in raw], np.float32)
+    fields = ["dlib_male", "faceapi_male", "faceapi_age"]
+    x = np.array([[named(dict(zip(fields, r)), n) for n in meta["features"].split(",")] for r in raw],
+                 np.float32)
     out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     fixture["heads"]["gender"] = {
         "features": meta["features"].split(","), "raw": raw,
-        "raw_fields": ["dlib_male", "faceapi_male", "faceapi_age"],
+        "raw_fields": fields,
         "output": "probabilities " + meta["classes"], "expected": [[float(v) for v in r] for r in out]}
 
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)

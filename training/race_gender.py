@@ -27,7 +27,7 @@ from . import common
 from .common import Crops, SEED, kfold_indices, load_features
 
 sys.path.insert(0, str(common.REPO / "scripts"))
-from heads import head  # noqa: E402  (the head-file writer every fitting script uses)
+from heads import child, head, logit, softmax_proba  # noqa: E402  (the head-file module every fitting script uses)
 
 RACES = ["yellow", "white", "black", "arabs"]
 GENDERS = ["female", "male"]
@@ -39,11 +39,6 @@ RACE_FEATURES = "logp_gear_race,gear_pool"
 # the portraits hold no children: `child*logit_dlib_male` lets UTKFace alone set dlib's weight
 # for children, so giving the portraits a share of the fit does not move the children's answers.
 GENDER_FEATURES = "logit_dlib_male,logit_faceapi_male,child*logit_dlib_male"
-
-
-def logit(p):
-    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def derived(crops: Crops, name: str) -> np.ndarray:
@@ -61,8 +56,7 @@ def derived(crops: Crops, name: str) -> np.ndarray:
         return load_features(crops, ["gear_race"])[:, 2:3]
     if name == "child":
         # Soft "under about 15" from face-api's age: 1 for small children, 0 for adults.
-        age = load_features(crops, ["faceapi_age"])[:, 0:1].astype(np.float64)
-        return 1.0 / (1.0 + np.exp((age - 15.0) / 3.0))
+        return child(load_features(crops, ["faceapi_age"])[:, 0:1])
     if "*" in name:
         a, b = name.split("*", 1)
         return derived(crops, a) * derived(crops, b)
@@ -213,21 +207,12 @@ def write_gender_json(model, names, share, C, xs):
         mean=[round(float(v), 6) for v in mu], std=[round(float(v), 6) for v in sd],
         weights=[[round(float(-v / 2), 6) for v in c], [round(float(v / 2), 6) for v in c]],
         bias=[round(-b0 / 2, 6), round(b0 / 2, 6)])
-    diff = float(np.abs(softmax_head_proba(h, xs) - predict(model, xs, GENDERS)).max())
+    diff = float(np.abs(softmax_proba(h, xs) - predict(model, xs, GENDERS)).max())
     print(f"gender.json check: max |json head - scikit-learn| = {diff:.3g} (rounded to 6 digits)")
     assert diff < 1e-4, diff
     path = common.MODELS / "heads" / "gender.json"
     path.write_text(json.dumps(h, indent=1) + "\n")
     print(f"wrote {path.relative_to(common.REPO)}")
-
-
-def softmax_head_proba(h: dict, x: np.ndarray) -> np.ndarray:
-    """Probabilities of a `softmax` head file (models/heads/*.json) on rows `x`, as the service
-    computes them: softmax(W (x − mean) / std + b)."""
-    z = (x - np.array(h["mean"])) / np.array(h["std"])
-    logits = z @ np.array(h["weights"]).T + np.array(h["bias"])
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return p / p.sum(axis=1, keepdims=True)
 
 
 def main(argv=None):
@@ -267,7 +252,7 @@ def main(argv=None):
     show("served race (GEAR mapped, no fit)", out["served_race"])
     served = json.loads((common.MODELS / "heads" / "gender.json").read_text())
     xg0, *_ = dataset(train, utk, served["features"])
-    served_gender = np.array(served["labels"])[softmax_head_proba(served, xg0).argmax(axis=1)].astype(object)
+    served_gender = np.array(served["labels"])[softmax_proba(served, xg0).argmax(axis=1)].astype(object)
     served_gender[~found] = "(missing)"
     out["served_gender"] = figures(served_gender, race, gender, src, "gender", age)
     show("served gender (models/heads/gender.json)", out["served_gender"])
